@@ -48,7 +48,7 @@ def draw_stroke(canvas: np.ndarray, stroke: Stroke, value: int) -> None:
     for p in pts:
         cv2.circle(canvas, (int(p[0]), int(p[1])), r, int(value), -1, lineType=cv2.LINE_8)
     if len(pts) > 1:
-        cv2.polylines(canvas, [pts.reshape(-1, 1, 2)], False, int(value), thickness=2 * r + 1, lineType=cv2.LINE_8)
+        cv2.polylines(canvas, [pts.reshape(-1, 1, 2)], False, int(value), thickness=2 * r, lineType=cv2.LINE_8)
 
 
 def hard_labels(strokes: list[Stroke], shape: tuple[int, int]) -> np.ndarray:

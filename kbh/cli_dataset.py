@@ -1,0 +1,155 @@
+"""Sub-commands for the workspace: init, import, synth, stats, export."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .errors import KbhError
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'230x306' -> (230, 306) as (height, width)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise KbhError(f"size {text!r}: expected HEIGHTxWIDTH, e.g. 230x306") from None
+    if h < 8 or w < 8:
+        raise KbhError(f"size {text!r}: at least 8x8")
+    return h, w
+
+
+def register(sub, bench_sub) -> None:
+    p = sub.add_parser("init", help="create an empty workspace")
+    p.add_argument("workspace", type=Path)
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("import", help="import frames (image folder, CSV list, video, KBH layout)",
+                       description="SOURCE is a folder of images, a .csv list, a video file, or (with --layout kbh) "
+                                   "a folder in the KBH archive layout.")
+    p.add_argument("workspace", type=Path)
+    p.add_argument("source", type=Path)
+    p.add_argument("--masks", type=Path, help="folder of masks matched to images by file stem")
+    p.add_argument("--layout", choices=["folder", "kbh"], default="folder")
+    p.add_argument("--person", help="person id for every frame")
+    p.add_argument("--sequence", help="sequence id for every frame")
+    p.add_argument("--person-regex", help=r"regex over the relative path (no extension); group 1 is the id, "
+                                          r"e.g. 'hgr1_id(\d+)'")
+    p.add_argument("--sequence-regex", help="regex for the sequence id")
+    p.add_argument("--index-regex", help="regex for the frame index (digits)")
+    p.add_argument("--person-attr", action="append", metavar="KEY=VALUE", help="person attribute (repeatable)")
+    p.add_argument("--sequence-attr", action="append", metavar="KEY=VALUE", help="sequence attribute (repeatable)")
+    p.add_argument("--mask-invert", action="store_true", help="masks mark the hand with the lower value")
+    p.add_argument("--mask-threshold", type=float, help="hand = value > threshold (masks with >2 values)")
+    p.add_argument("--every", type=int, default=1, help="video: keep every N-th frame")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("synth", help="synthesize keyboard-hand frames with exact masks")
+    p.add_argument("workspace", type=Path)
+    p.add_argument("--persons", type=int, default=10)
+    p.add_argument("--sequences-per-person", type=int, default=2)
+    p.add_argument("--frames", type=int, default=10, help="frames per sequence")
+    p.add_argument("--size", default="230x306", help="HEIGHTxWIDTH")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--unlabeled", action="store_true",
+                   help="leave frames unlabeled (ground truth kept in WS/ground_truth/ for simulations)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("stats", help="statistics of a workspace or a folder of shards")
+    p.add_argument("path", type=Path)
+    p.add_argument("--json", type=Path, help="also write the figures as JSON")
+    p.add_argument("--no-coverage", action="store_true", help="skip reading every mask")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("export", help="export finished masks as PNG files or COCO JSON (RLE)")
+    p.add_argument("workspace", type=Path)
+    p.add_argument("--format", choices=["png", "coco"], required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--status", default="done,reviewed", help="comma-separated statuses to export")
+    p.add_argument("--images", action="store_true", help="png: copy the images beside the masks")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_init(args) -> int:
+    from .workspace import Workspace
+
+    Workspace.init(args.workspace).close()
+    print(f"created workspace {args.workspace}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from . import ingest
+    from .workspace import Workspace
+
+    pattrs, sattrs = ingest.parse_attrs(args.person_attr), ingest.parse_attrs(args.sequence_attr)
+    src: Path = args.source
+    with Workspace.open(args.workspace) as ws:  # first: a wrong workspace path is the likelier mistake
+        if not src.exists():
+            raise KbhError(f"{src}: no such file or folder")
+        if args.layout == "kbh":
+            items = ingest.items_from_kbh_layout(src)
+        elif src.is_dir():
+            items = ingest.items_from_folder(src, args.masks, args.person, args.sequence, args.person_regex,
+                                             args.sequence_regex, args.index_regex, pattrs, sattrs)
+        elif src.suffix.lower() == ".csv":
+            items = ingest.items_from_csv(src)
+        elif src.suffix.lower() in ingest.VIDEO_EXTENSIONS:
+            items = ingest.items_from_video(src, args.every, args.person, args.sequence, pattrs, sattrs)
+        elif src.suffix.lower() in ingest.IMAGE_EXTENSIONS:
+            raise KbhError(f"{src}: give the folder that holds the images, not one image")
+        else:
+            raise KbhError(f"{src}: unknown source type (a folder, a .csv list or a video file)")
+        report = ingest.import_items(ws, items, ingest.MaskOptions(args.mask_invert, args.mask_threshold),
+                                     progress=not args.quiet)
+    print(report.summary())
+    if (warning := ingest.polarity_warning(report)) and not args.mask_invert:
+        print(warning, file=sys.stderr)
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from .synth import synthesize_workspace
+    from .workspace import DB_NAME, Workspace
+
+    size = parse_size(args.size)
+    for name, v in (("--persons", args.persons), ("--sequences-per-person", args.sequences_per_person),
+                    ("--frames", args.frames)):
+        if v < 1:
+            raise KbhError(f"{name} must be >= 1, got {v}")
+    ws = Workspace.open(args.workspace) if (args.workspace / DB_NAME).exists() else Workspace.init(args.workspace)
+    with ws:
+        summary = synthesize_workspace(ws, args.persons, args.sequences_per_person, args.frames, size=size,
+                                       seed=args.seed, labeled=not args.unlabeled, progress=not args.quiet)
+    print(f"synthesized {summary['frames']} frames of {summary['persons']} persons, "
+          f"{summary['sequences']} sequences into {args.workspace} ({summary['seconds']:.1f} s)")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from .imageio import atomic_path
+    from .stats import format_stats, stats
+
+    s = stats(args.path, coverage=not args.no_coverage)
+    print(format_stats(s))
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(s, indent=2))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export
+    from .workspace import STATUSES, Workspace
+
+    statuses = [s.strip() for s in args.status.split(",") if s.strip()]
+    bad = [s for s in statuses if s not in STATUSES]
+    if bad:
+        raise KbhError(f"--status: unknown status {bad[0]!r} (one of {', '.join(STATUSES)})")
+    with Workspace.open(args.workspace) as ws:
+        n = export(ws, args.out, args.format, statuses, images=args.images)
+    print(f"exported {n} masks to {args.out} ({args.format})")
+    return 0

@@ -1,0 +1,27 @@
+"""Small fixtures shared by tests: tiny images and masks written to disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def blob_image(h: int = 40, w: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB image with a bright ellipse ("hand") on a noisy dark background, and its {0,1} mask."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(20, 60, (h, w, 3), dtype=np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    cy, cx = h // 2 + int(rng.integers(-3, 4)), w // 2 + int(rng.integers(-3, 4))
+    cv2.ellipse(mask, (cx, cy), (w // 5, h // 4), 0, 0, 360, 1, -1)
+    img[mask.astype(bool)] = (200, 150, 120)
+    return img, mask
+
+
+def write_rgb(path: Path, img: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    return path
