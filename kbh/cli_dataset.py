@@ -64,6 +64,12 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--no-coverage", action="store_true", help="skip reading every mask")
     p.set_defaults(func=cmd_stats)
 
+    p = sub.add_parser("queue", help="frames to annotate next, the model's least certain first")
+    p.add_argument("workspace", type=Path)
+    p.add_argument("--model", help="rank by this model's predictions (default: each frame's newest)")
+    p.add_argument("--limit", type=int, default=20, help="how many to list (0: all)")
+    p.set_defaults(func=cmd_queue)
+
     p = sub.add_parser("export", help="export finished masks as PNG files or COCO JSON (RLE)")
     p.add_argument("workspace", type=Path)
     p.add_argument("--format", choices=["png", "coco"], required=True)
@@ -138,6 +144,20 @@ def cmd_stats(args) -> int:
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(s, indent=2))
+    return 0
+
+
+def cmd_queue(args) -> int:
+    from .queue import annotation_queue
+    from .workspace import Workspace
+
+    with Workspace.open(args.workspace) as ws:
+        queue = annotation_queue(ws, args.model)
+    shown = queue if args.limit <= 0 else queue[: args.limit]
+    print(f"{len(queue)} frames to annotate" + (f"; the first {len(shown)}:" if len(shown) < len(queue) else ":"))
+    for e in shown:
+        unc = "-" if e.uncertainty is None else f"{e.uncertainty:.4f}"
+        print(f"  {e.frame_id:6d}  {e.key:32s}  {e.status:10s}  uncertainty {unc}" + (f"  ({e.model})" if e.model else ""))
     return 0
 
 

@@ -1,0 +1,37 @@
+"""The annotation queue: which frame a person should open next.
+
+Frames the model is least sure of come first (highest uncertainty among `prelabeled` frames), then unlabeled
+frames without a prediction in workspace order, so a person spends time where the model is weakest. Frames a
+person has worked on (in progress, done, reviewed) are not in the queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .workspace import Workspace
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    frame_id: int
+    key: str
+    status: str
+    uncertainty: float | None  # None: no prediction yet
+    model: str | None
+
+
+def annotation_queue(ws: Workspace, model: str | None = None) -> list[QueueEntry]:
+    """Prelabeled frames by descending uncertainty (newest prediction, or that of `model`), then unlabeled ones."""
+    sql = """
+        SELECT f.id, f.key, a.status, p.uncertainty, p.model
+        FROM frames f
+        JOIN annotations a ON a.frame_id = f.id
+        JOIN sequences s ON s.id = f.sequence_id
+        LEFT JOIN predictions p ON p.rowid = (
+            SELECT q.rowid FROM predictions q WHERE q.frame_id = f.id AND (? IS NULL OR q.model = ?)
+            ORDER BY q.created DESC, q.rowid DESC LIMIT 1)
+        WHERE a.status IN ('unlabeled', 'prelabeled')
+        ORDER BY p.uncertainty IS NULL, p.uncertainty DESC, s.person_id, f.sequence_id, f.frame_index
+    """
+    return [QueueEntry(*row) for row in ws.conn.execute(sql, (model, model))]
