@@ -1,0 +1,403 @@
+"""HDF5 shards: writer (streamed, atomic), lazy reader, and verification against the manifest.
+
+Layout (see docs and /work/briefs/shards_contract.md): `DIR/{split}-{k:05d}.h5`, each with `images` uint8
+(N, H, W, 3), `masks` uint8 (N, H, W) {0,1}, one frame per chunk, compressed, fletcher32 checksums; 1-D columns
+`frame_id`, `person_id`, `sequence_id` (utf-8 str), `frame_index` (int64), `orig_height`, `orig_width` (int32);
+attrs `schema_version`, `split`, `manifest_id`, `source`, `height`, `width`.
+
+Frames are streamed one at a time (never the whole dataset in memory): each shard is preallocated with its known
+frame count, written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+
+from .errors import KbhError
+from .imageio import atomic_path, sha256_file
+
+SCHEMA_VERSION = 1
+# Chosen by benchmarks/bench_split.py (see benchmarks/RESULTS.md): gzip level 1 gives most of gzip's size
+# saving on photographs at a fraction of higher levels' write cost; reads decompress one frame per chunk.
+DEFAULT_COMPRESSION = ("gzip", 1)
+DEFAULT_MAX_BYTES = 2 << 30  # raw bytes per shard file before a new one starts
+SHARD_RE = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<k>\d{5})\.h5$")
+_STR = h5py.string_dtype("utf-8")
+COLUMNS = ("frame_id", "person_id", "sequence_id", "frame_index", "orig_height", "orig_width")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'230x306' -> (230, 306): height x width."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+    if not m or int(m[1]) <= 0 or int(m[2]) <= 0:
+        raise KbhError(f"size {text!r}: expected HEIGHTxWIDTH, e.g. 230x306")
+    return int(m[1]), int(m[2])
+
+
+def resize_pair(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Resize to size=(H, W): image with area averaging when shrinking, bilinear when growing; the mask with
+    nearest neighbour so it stays {0, 1} (a smoothing filter would invent label values between 0 and 1)."""
+    h, w = size
+    if image.shape[:2] != (h, w):
+        shrinking = h <= image.shape[0] and w <= image.shape[1]
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    if mask.shape[:2] != (h, w):
+        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+    return np.ascontiguousarray(image, dtype=np.uint8), (mask > 0).astype(np.uint8)
+
+
+def compression_kwargs(compression) -> dict:
+    """('gzip', 1) / ('lzf', None) / None -> h5py dataset keyword arguments."""
+    if compression is None or compression == "none" or (isinstance(compression, tuple) and compression[0] == "none"):
+        return {}
+    name, level = compression if isinstance(compression, tuple) else (compression, None)
+    if name == "gzip":
+        return {"compression": "gzip", "compression_opts": 4 if level is None else int(level)}
+    if name == "lzf":
+        return {"compression": "lzf"}
+    raise KbhError(f"unknown compression {compression!r} (gzip[:LEVEL], lzf or none)")
+
+
+def parse_compression(text: str):
+    """'gzip:1' / 'gzip' / 'lzf' / 'none' -> the tuple `compression_kwargs` takes."""
+    name, _, level = str(text).partition(":")
+    if name not in ("gzip", "lzf", "none") or (level and (name != "gzip" or not level.isdigit() or int(level) > 9)):
+        raise KbhError(f"compression {text!r}: expected gzip[:0-9], lzf or none")
+    return (name, int(level) if level else None)
+
+
+def shard_name(split: str, k: int) -> str:
+    return f"{split}-{k:05d}.h5"
+
+
+class ShardWriter:
+    """Write one split's frames, in order, into `split-00000.h5`, `split-00001.h5`, ...
+
+    `total` (the split's frame count) is known up front, so each file is preallocated; a file holds at most
+    `max_bytes` of raw image+mask data. Use as a context manager; `shards` lists what was written
+    ({"file", "frames", "sha256"}). On an exception the temporary file is removed and nothing is renamed.
+    """
+
+    def __init__(self, out_dir: str | Path, split: str, size: tuple[int, int], total: int, manifest_id: str,
+                 source: str, compression=DEFAULT_COMPRESSION, max_bytes: int = DEFAULT_MAX_BYTES):
+        self.out_dir, self.split, self.size = Path(out_dir), split, tuple(size)
+        self.total, self.manifest_id, self.source = int(total), manifest_id, str(source)
+        self.kwargs = compression_kwargs(compression)
+        h, w = self.size
+        self.per_file = max(1, int(max_bytes) // (h * w * 4))
+        self.shards: list[dict] = []
+        self._written = 0
+        self._file: h5py.File | None = None
+        self._stack: contextlib.ExitStack | None = None
+        self._i = 0
+        self._n = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self._abort(exc_type, exc, tb)
+
+    def _open_next(self) -> None:
+        k = len(self.shards)
+        self._n = min(self.per_file, self.total - self._written)
+        self._path = self.out_dir / shard_name(self.split, k)
+        self._stack = contextlib.ExitStack()
+        tmp = self._stack.enter_context(atomic_path(self._path))
+        h, w = self.size
+        f = h5py.File(tmp, "w")
+        n = self._n
+        f.create_dataset("images", (n, h, w, 3), np.uint8, chunks=(1, h, w, 3), fletcher32=True, **self.kwargs)
+        f.create_dataset("masks", (n, h, w), np.uint8, chunks=(1, h, w), fletcher32=True, **self.kwargs)
+        for name in ("frame_id", "person_id", "sequence_id"):
+            f.create_dataset(name, (n,), _STR)
+        f.create_dataset("frame_index", (n,), np.int64)
+        f.create_dataset("orig_height", (n,), np.int32)
+        f.create_dataset("orig_width", (n,), np.int32)
+        f.attrs.update({"schema_version": SCHEMA_VERSION, "split": self.split, "manifest_id": self.manifest_id,
+                        "source": self.source, "height": h, "width": w})
+        self._file, self._i = f, 0
+
+    def add(self, image: np.ndarray, mask: np.ndarray, frame_id: str, person_id: str, sequence_id: str,
+            frame_index: int) -> None:
+        """Resize to the shard size and append one frame."""
+        if self._written >= self.total:
+            raise KbhError(f"split {self.split}: more frames than the {self.total} announced")
+        if self._file is None:
+            self._open_next()
+        orig_h, orig_w = image.shape[:2]
+        image, mask = resize_pair(image, mask, self.size)
+        f, i = self._file, self._i
+        f["images"][i] = image
+        f["masks"][i] = mask
+        f["frame_id"][i] = frame_id
+        f["person_id"][i] = person_id
+        f["sequence_id"][i] = sequence_id
+        f["frame_index"][i] = int(frame_index)
+        f["orig_height"][i] = orig_h
+        f["orig_width"][i] = orig_w
+        self._i += 1
+        self._written += 1
+        if self._i == self._n:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._file.close()
+        self._file = None
+        self._stack.close()  # fsync + rename over the final name
+        self._stack = None
+        self.shards.append({"file": self._path.name, "frames": self._n, "sha256": sha256_file(self._path)})
+
+    def _abort(self, *exc_info) -> None:
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+            self._file = None
+        if self._stack is not None:
+            self._stack.__exit__(*exc_info)  # removes the temporary file
+            self._stack = None
+
+    def close(self) -> list[dict]:
+        if self._written != self.total:
+            self._abort(KbhError, None, None)
+            raise KbhError(f"split {self.split}: wrote {self._written} frames, expected {self.total}")
+        return self.shards
+
+
+def write_split_shards(ws, splits: dict[str, list], out_dir: str | Path, size: tuple[int, int], manifest_id: str,
+                       compression=DEFAULT_COMPRESSION, max_bytes: int = DEFAULT_MAX_BYTES,
+                       progress: bool = True) -> dict[str, list[dict]]:
+    """Stream each split's frames (kbh.workspace.Frame lists) from the workspace into shards.
+
+    Only one frame's image and mask are in memory at a time. Returns split -> shard list for the manifest.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result: dict[str, list[dict]] = {}
+    total = sum(len(v) for v in splits.values())
+    with tqdm(total=total, desc="writing shards", unit="frame", disable=not progress, dynamic_ncols=True) as bar:
+        for split, frames in splits.items():
+            if not frames:
+                result[split] = []
+                continue
+            with ShardWriter(out_dir, split, size, len(frames), manifest_id, str(ws.root), compression,
+                             max_bytes) as writer:
+                for fr in frames:
+                    image = ws.image(fr)
+                    mask = ws.mask(fr)
+                    if mask is None:
+                        raise KbhError(f"{ws.root}: frame {fr.key} has status {fr.status} but no mask file")
+                    if mask.shape != image.shape[:2]:
+                        raise KbhError(f"{ws.root}: frame {fr.key}: mask {mask.shape} and image "
+                                       f"{image.shape[:2]} differ in size")
+                    writer.add(image, mask, fr.key, fr.person_id, fr.sequence_id, fr.frame_index)
+                    bar.update(1)
+            result[split] = writer.shards
+    return result
+
+
+# -- reading ---------------------------------------------------------------------------------------------------
+def list_shards(folder: str | Path, split: str) -> list[Path]:
+    """The shard files of one split, sorted by index."""
+    folder = Path(folder)
+    return sorted(p for p in folder.glob(f"{split}-*.h5") if (m := SHARD_RE.match(p.name)) and m["split"] == split)
+
+
+class ShardReader:
+    """Random access over one or more shard files as one sequence of frames.
+
+    Opens the HDF5 files lazily on first access in the current process, so a reader can be pickled to
+    DataLoader workers before use and each worker opens its own handles.
+    """
+
+    def __init__(self, paths):
+        self.paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+        if not self.paths:
+            raise KbhError("no shard files given")
+        counts, ids = [], set()
+        for p in self.paths:
+            try:
+                with h5py.File(p, "r") as f:
+                    counts.append(len(f["images"]))
+                    ids.add(str(f.attrs.get("manifest_id", "")))
+            except (OSError, KeyError) as e:
+                raise KbhError(f"{p}: not a readable kbh shard ({e})") from None
+        if len(ids) > 1:
+            raise KbhError(f"{self.paths[0].parent}: shards from different manifests ({', '.join(sorted(ids))})")
+        self.manifest_id = ids.pop()
+        self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._files: list[h5py.File] | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_files"], state["_pid"] = None, None  # h5py handles do not cross processes
+        return state
+
+    def _handles(self) -> list[h5py.File]:
+        if self._files is None or self._pid != os.getpid():
+            self._files = [h5py.File(p, "r") for p in self.paths]
+            self._pid = os.getpid()
+        return self._files
+
+    def __getitem__(self, i: int) -> dict:
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        k = int(np.searchsorted(self._offsets, i, side="right") - 1)
+        f, j = self._handles()[k], i - int(self._offsets[k])
+        return {
+            "image": f["images"][j],
+            "mask": f["masks"][j],
+            "frame_id": f["frame_id"].asstr()[j],
+            "person_id": f["person_id"].asstr()[j],
+            "sequence_id": f["sequence_id"].asstr()[j],
+            "frame_index": int(f["frame_index"][j]),
+        }
+
+    def close(self) -> None:
+        for f in self._files or []:
+            f.close()
+        self._files = None
+
+
+# -- verification ----------------------------------------------------------------------------------------------
+@dataclass
+class VerifyReport:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    frames: dict[str, int] = field(default_factory=dict)
+    files: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(folder: str | Path, check_chunks: bool = True) -> VerifyReport:
+    """Check a split folder against its manifest: every shard present, sha256 equal, frame counts and frame ids
+    equal (manifest vs file), persons (and sequences) in one split only, every chunk's fletcher32 checksum."""
+    from .manifest import MANIFEST_FILE, compute_manifest_id, read_manifest
+
+    folder = Path(folder)
+    rep = VerifyReport()
+    manifest = read_manifest(folder / MANIFEST_FILE)
+    mid = manifest.get("manifest_id")
+    if compute_manifest_id(manifest) != mid:
+        rep.problems.append(f"{folder / MANIFEST_FILE}: content does not match its manifest_id {mid} (edited?)")
+    owners: dict[str, dict[str, set]] = {"person": {}, "sequence": {}}
+    listed = set()
+    for split, entry in manifest.get("splits", {}).items():
+        shards = entry.get("shards", [])
+        want = int(entry.get("frame_count", 0))
+        in_manifest = sum(int(s.get("frames", 0)) for s in shards)
+        if in_manifest != want:
+            rep.problems.append(f"{split}: manifest says {want} frames but its shards list {in_manifest}")
+        for p in entry.get("persons", []):
+            owners["person"].setdefault(p, set()).add(split)
+        for s in entry.get("sequences", []):
+            owners["sequence"].setdefault(s, set()).add(split)
+        ids_in_files: list[str] = []
+        for s in shards:
+            path = folder / s["file"]
+            listed.add(s["file"])
+            if not path.is_file():
+                rep.problems.append(f"{path}: missing shard ({split}, {s.get('frames')} frames)")
+                continue
+            rep.files += 1
+            digest = sha256_file(path)
+            if digest != s.get("sha256"):
+                rep.problems.append(f"{path}: sha256 {digest[:12]}... differs from the manifest's "
+                                    f"{str(s.get('sha256'))[:12]}... (file changed or corrupt)")
+            ids_in_files += _check_file(path, split, s, mid, manifest, owners, rep, check_chunks)
+        rep.frames[split] = len(ids_in_files)
+        if "frame_ids" in entry and all(folder.joinpath(s["file"]).is_file() for s in shards):
+            if ids_in_files != list(entry["frame_ids"]):
+                rep.problems.append(f"{split}: frame ids in the shards differ from the manifest's "
+                                    f"({len(ids_in_files)} in files, {len(entry['frame_ids'])} listed)")
+    disjoint_units = ["person"] if manifest.get("unit", "person") == "person" else ["sequence"]
+    for unit in ("person", "sequence"):
+        for gid, splits in sorted(owners[unit].items()):
+            if len(splits) > 1:
+                msg = f"{unit} {gid!r} is in more than one split ({', '.join(sorted(splits))})"
+                if unit in disjoint_units:
+                    rep.problems.append(msg)
+                elif unit == "person":
+                    rep.notes.append(msg + f"; allowed: manifest unit is {manifest.get('unit')!r}")
+    for p in sorted(folder.glob("*.h5")):
+        if p.name not in listed:
+            rep.notes.append(f"{p}: not listed in the manifest (ignored)")
+    return rep
+
+
+def _check_file(path, split, entry, mid, manifest, owners, rep, check_chunks) -> list[str]:
+    """Open one shard and check attrs, counts, person ids and (optionally) every chunk's checksum."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        rep.problems.append(f"{path}: cannot be opened as HDF5 ({e})")
+        return []
+    with f:
+        try:
+            n = len(f["images"])
+            ids = list(f["frame_id"].asstr()[:])
+            persons = set(f["person_id"].asstr()[:])
+            sequences = set(f["sequence_id"].asstr()[:])
+            lengths = {len(f[c]) for c in ("masks", *COLUMNS)}
+            attrs = dict(f.attrs)
+        except (OSError, KeyError) as e:
+            rep.problems.append(f"{path}: unreadable shard structure ({e})")
+            return []
+        if n != int(entry.get("frames", -1)):
+            rep.problems.append(f"{path}: holds {n} frames, the manifest says {entry.get('frames')}")
+        if lengths != {n}:
+            rep.problems.append(f"{path}: columns have different lengths ({sorted(lengths | {n})})")
+        if str(attrs.get("manifest_id")) != str(mid):
+            rep.problems.append(f"{path}: manifest_id {attrs.get('manifest_id')} is not the manifest's {mid}")
+        if str(attrs.get("split")) != split:
+            rep.problems.append(f"{path}: split attribute {attrs.get('split')!r}, listed under {split!r}")
+        for p in persons:
+            owners["person"].setdefault(p, set()).add(split)
+        for s in sequences:
+            owners["sequence"].setdefault(s, set()).add(split)
+        if check_chunks:
+            for name in ("images", "masks"):
+                ds = f[name]
+                for i in range(len(ds)):
+                    try:
+                        block = ds[i]
+                    except OSError as e:
+                        rep.problems.append(f"{path}: {name}[{i}] (frame {ids[i] if i < len(ids) else '?'}) "
+                                            f"fails its checksum ({_short(e)})")
+                        continue
+                    if name == "masks" and block.max(initial=0) > 1:
+                        rep.problems.append(f"{path}: masks[{i}] has values other than 0/1")
+        return ids
+
+
+def _short(e: Exception) -> str:
+    text = str(e)
+    return "fletcher32 checksum mismatch" if "fletcher32" in text.lower() else text.splitlines()[0][:120]
+
+
+def read_attrs(path: str | Path) -> dict:
+    with h5py.File(path, "r") as f:
+        return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
