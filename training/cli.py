@@ -1,0 +1,54 @@
+"""`kbh train` and `kbh eval` (torch is imported only inside the handlers)."""
+
+from __future__ import annotations
+
+
+def _train(args) -> int:
+    from .train import train
+
+    return train(args)
+
+
+def _eval(args) -> int:
+    from .evaluate import run_eval
+
+    return run_eval(args)
+
+
+def register(sub, bench_sub) -> None:
+    p = sub.add_parser("train", help="train a segmentation model on HDF5 shards (also under torchrun: DDP)",
+                       description="Train on the shards of `kbh split`. Under `torchrun --nproc_per_node=K` the "
+                                   "same command trains with DistributedDataParallel (see docs/training.md).")
+    p.add_argument("--model", default="sru0", help="model name (see `kbh models`); on --resume the checkpoint's")
+    p.add_argument("--data", required=True, help="shard folder written by `kbh split`")
+    p.add_argument("--out", required=True, help="run folder: last.pt, best.pt, log.jsonl, curves.png")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="optimizer steps (a larger value on --resume extends the run)")
+    budget.add_argument("--epochs", type=int, help="passes over the training split")
+    p.add_argument("--batch", type=int, default=8, help="batch size per process")
+    p.add_argument("--lr", type=float, default=0.01, help="initial learning rate (polynomial decay to 0)")
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--iterations", type=int, default=3, help="recurrent iterations N during training")
+    p.add_argument("--alpha", type=float, default=0.4, help="loss weight alpha^(N-t) of iteration t")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes per training process")
+    p.add_argument("--eval-every", type=int, default=0, help="validate every K steps (always at the end)")
+    p.add_argument("--save-every", type=int, default=50, help="write last.pt every K steps (and at each eval)")
+    p.add_argument("--log-every", type=int, default=10, help="append the training loss to log.jsonl every K steps")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    p.set_defaults(func=_train)
+
+    e = sub.add_parser("eval", help="score a checkpoint per iteration on a split (mIoU, recall, precision, F1, BEP)")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data", required=True, help="shard folder written by `kbh split`")
+    e.add_argument("--split", default="test")
+    e.add_argument("--iterations", type=int, help="evaluate t = 1..T (may exceed the trained count)")
+    e.add_argument("--flip", action="store_true", help="average with the horizontally mirrored prediction")
+    e.add_argument("--json", help="write the report here")
+    e.add_argument("--samples", help="PNG of sample frames refined over iterations")
+    e.add_argument("--sample-count", type=int, default=4)
+    e.add_argument("--batch", type=int, default=4)
+    e.add_argument("--workers", type=int, default=0)
+    e.add_argument("--device", choices=("cpu", "cuda"))
+    e.set_defaults(func=_eval)

@@ -1,0 +1,131 @@
+"""HDF5 shard dataset for training and evaluation, with the paper's augmentation.
+
+The shards (see kbh.shards) hold uint8 images and {0,1} masks already resized to one size, so a batch needs no
+resizing. `kbh.shards.ShardReader` opens the HDF5 files lazily in the process that first reads them, so each
+DataLoader worker gets its own handle (an h5py handle shared across fork is not safe).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from kbh.errors import KbhError
+
+# ImageNet statistics (RGB, 0..1 scale); stored in every checkpoint so inference normalises the same way.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def open_split(data_dir: str | Path, split: str):
+    """ShardReader over `data_dir/{split}-*.h5`; KbhError if the folder or the split's shards are missing."""
+    from kbh.shards import ShardReader, list_shards
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise KbhError(f"{data_dir}: no such shard folder (make one with `kbh split`)")
+    paths = list_shards(data_dir, split)
+    if not paths:
+        raise KbhError(f"{data_dir}: no '{split}' shards ({split}-00000.h5 ...)")
+    return ShardReader(paths)
+
+
+def has_split(data_dir: str | Path, split: str) -> bool:
+    from kbh.shards import list_shards
+
+    return bool(list_shards(Path(data_dir), split))
+
+
+def random_rotate_flip(image: np.ndarray, mask: np.ndarray, angle: float, flip: bool):
+    """Rotate both by `angle` degrees about the centre (image bilinear, mask nearest) and optionally mirror them.
+
+    Borders are filled by reflection for both, so image and mask stay consistent at the corners and no fill
+    value is invented for the mask.
+    """
+    if flip:
+        image = image[:, ::-1]
+        mask = mask[:, ::-1]
+    if angle:
+        h, w = mask.shape
+        m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle, 1.0)
+        image = cv2.warpAffine(np.ascontiguousarray(image), m, (w, h), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REFLECT_101)
+        mask = cv2.warpAffine(np.ascontiguousarray(mask), m, (w, h), flags=cv2.INTER_NEAREST,
+                              borderMode=cv2.BORDER_REFLECT_101)
+    return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+
+
+def normalize(image: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """uint8 (H, W, 3) RGB -> float32 (3, H, W), (x/255 - mean) / std."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return (x - mean_t) / std_t
+
+
+class ShardDataset(Dataset):
+    """Items: dict(image=float (3,H,W) normalised, mask=int64 (H,W) {0,1}, index=int).
+
+    augment=True applies a random rotation in [-max_angle, max_angle] degrees and a horizontal flip with p=0.5
+    (paper, Sec. 4). Randomness comes from torch's generator, which DataLoader seeds per worker, so a run is
+    reproducible from its seed.
+    """
+
+    def __init__(self, data_dir: str | Path, split: str, augment: bool = False, mean=IMAGENET_MEAN,
+                 std=IMAGENET_STD, max_angle: float = 10.0, flip_p: float = 0.5):
+        self.reader = open_split(data_dir, split)
+        self.split = split
+        self.augment = augment
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.max_angle, self.flip_p = max_angle, flip_p
+
+    @property
+    def manifest_id(self) -> str:
+        return self.reader.manifest_id
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def raw(self, i: int) -> dict:
+        """The stored record: uint8 image and {0,1} mask, plus ids."""
+        return self.reader[i]
+
+    def __getitem__(self, i: int) -> dict:
+        rec = self.reader[i]
+        image, mask = rec["image"], rec["mask"]
+        if self.augment:
+            angle = (torch.rand(()).item() * 2 - 1) * self.max_angle
+            flip = torch.rand(()).item() < self.flip_p
+            image, mask = random_rotate_flip(image, mask, angle, flip)
+        return {"image": normalize(image, self.mean, self.std),
+                "mask": torch.from_numpy(np.ascontiguousarray(mask)).long(), "index": i}
+
+
+class SkipSampler(torch.utils.data.Sampler):
+    """The indices of `sampler` without the first `skip`: resumes an epoch part-way at the same order."""
+
+    def __init__(self, sampler, skip: int = 0):
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self):
+        for k, i in enumerate(self.sampler):
+            if k >= self.skip:
+                yield i
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)
+
+
+def rank_indices(n: int, rank: int, world: int) -> list[int]:
+    """Evaluation share of one process: every world-th frame, no padding, so no frame is counted twice."""
+    return list(range(rank, n, world))
+
+
+def steps_per_epoch(n: int, batch: int, world: int) -> int:
+    """Optimizer steps in one epoch: DistributedSampler pads to a multiple of `world`; the last batch may be short."""
+    return math.ceil(math.ceil(n / world) / batch)

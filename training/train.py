@@ -1,0 +1,236 @@
+"""`kbh train`: train a segmentation model on HDF5 shards, in one process or under torchrun (DDP).
+
+One flat loop, top to bottom (nanoGPT / torchvision references/segmentation style):
+  set up (distributed?) -> data -> model (fresh, or rebuilt from last.pt's config on --resume) -> optimizer,
+  schedule -> loop over steps: batch, forward all iterations, weighted loss, backward, clip, step; every K steps
+  validate (confusion matrices all-reduced across ranks), save last.pt / best.pt (rank 0), log to log.jsonl.
+
+Paper settings (Wang et al., ICCV 2019, Sec. 4) kept: SGD momentum 0.9, loss sum_t alpha^(N-t) CE_t with N = 3,
+alpha = 0.4, random rotation +-10 degrees and horizontal flips, gradient-norm clipping (recurrent models).
+Choices of ours: one polynomial LR decay (power 0.9, torchvision's segmentation reference) for every model, so
+a fixed step budget is comparable across models; ImageNet normalisation, stored in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+
+from kbh.errors import KbhError
+
+from . import plots
+from .checkpoint import load_checkpoint, plain_args, save_checkpoint, state_dict_digest
+from .data import IMAGENET_MEAN, IMAGENET_STD, ShardDataset, SkipSampler, has_split, steps_per_epoch
+from .evaluate import score_dataset
+from .loss import recurrent_loss
+
+# Settings taken from the checkpoint on --resume (the run continues as it was started); the others (paths,
+# device, workers, logging cadence) may change between sessions. A larger --steps/--epochs extends a run.
+RESUME_KEEPS_CLI = {"out", "data", "resume", "device", "workers", "eval_every", "save_every", "log_every",
+                    "steps", "epochs", "command"}
+
+
+def setup_distributed(device_arg: str | None):
+    """(rank, world, device). Under torchrun (WORLD_SIZE set) join the process group: NCCL on GPUs, gloo on CPU."""
+    want_cuda = device_arg == "cuda" or (device_arg is None and torch.cuda.is_available())
+    if want_cuda and not torch.cuda.is_available():
+        raise KbhError("--device cuda: no CUDA device available")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if want_cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl" if want_cuda else "gloo")
+        rank = dist.get_rank()
+        device = torch.device(f"cuda:{local_rank}" if want_cuda else "cpu")
+    else:
+        rank, device = 0, torch.device("cuda" if want_cuda else "cpu")
+    return rank, world, device
+
+
+def merge_resume_args(args, saved: dict):
+    """Take the run's settings from the checkpoint; say which CLI values are ignored."""
+    ignored = []
+    for k, v in saved.items():
+        if k in RESUME_KEEPS_CLI:
+            continue
+        if hasattr(args, k) and getattr(args, k) != v and getattr(args, k) is not None:
+            ignored.append(f"--{k.replace('_', '-')} {getattr(args, k)} (run has {v})")
+        setattr(args, k, v)
+    if args.steps is None and args.epochs is None:
+        args.steps, args.epochs = saved.get("steps"), saved.get("epochs")
+    return ignored
+
+
+def append_log(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop records past `step` (written after the checkpoint a killed run left), so curves continue cleanly."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
+
+
+def train(args) -> int:
+    rank, world, device = setup_distributed(args.device)
+    master = rank == 0
+    run = Path(args.out)
+    log_path = run / "log.jsonl"
+    try:
+        # -- resume or start -----------------------------------------------------------------------------------
+        ckpt = None
+        if args.resume:
+            ckpt = load_checkpoint(run / "last.pt", map_location="cpu")
+            for note in merge_resume_args(args, ckpt["args"]):
+                if master:
+                    print(f"kbh train: --resume ignores {note}")
+        elif (run / "last.pt").exists():
+            raise KbhError(f"{run}: already holds a run (last.pt); use --resume or another --out")
+        if args.steps is None and args.epochs is None:
+            raise KbhError("give a budget: --steps N or --epochs N")
+        if not (args.lr > 0 and math.isfinite(args.lr)):
+            raise KbhError(f"--lr {args.lr}: must be a positive number")
+        run.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(args.seed)
+
+        # -- data -------------------------------------------------------------------------------------------------
+        mean, std = (ckpt["normalization"]["mean"], ckpt["normalization"]["std"]) if ckpt else (IMAGENET_MEAN, IMAGENET_STD)
+        train_set = ShardDataset(args.data, "train", augment=True, mean=mean, std=std)
+        val_set = ShardDataset(args.data, "val", mean=mean, std=std) if has_split(args.data, "val") else None
+        if ckpt and ckpt.get("manifest_id") and ckpt["manifest_id"] != train_set.manifest_id:
+            raise KbhError(f"{args.data}: shards of manifest {train_set.manifest_id}, but the run was trained on "
+                           f"{ckpt['manifest_id']}")
+        sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
+        per_epoch = steps_per_epoch(len(train_set), args.batch, world)
+        total = args.steps if args.steps is not None else args.epochs * per_epoch
+
+        # -- model, optimizer, schedule -------------------------------------------------------------------------
+        from training.models import build_model
+
+        try:
+            model = build_model(**ckpt["model_config"]) if ckpt else build_model(args.model)
+        except ValueError as e:
+            raise KbhError(str(e)) from None
+        if ckpt:
+            model.load_state_dict(ckpt["model"])
+        model.to(device)
+        iterations = args.iterations if model.recurrent else 1
+        optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
+        # Polynomial decay to 0 at the end of the budget (recomputed from the step, so extending a run works).
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / total) ** 0.9)
+        step, best_miou = 0, -1.0
+        if ckpt:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            step, best_miou = int(ckpt["step"]), float(ckpt["best_miou"])
+            if master:
+                truncate_log(log_path, step)
+        net = model
+        if world > 1:
+            net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+        def checkpoint_state(epoch: int) -> dict:
+            return {"model_config": dict(model.config), "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+                    "epoch": epoch, "best_miou": best_miou, "manifest_id": train_set.manifest_id,
+                    "normalization": {"mean": list(mean), "std": list(std)}, "args": plain_args(args)}
+
+        if master:
+            print(f"kbh train: {model.config['name']} on {len(train_set)} frames ({per_epoch} steps/epoch, "
+                  f"{world} process{'es' if world > 1 else ''}, {device}), steps {step} -> {total}", flush=True)
+
+        # -- loop -----------------------------------------------------------------------------------------------
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=step, disable=not master, unit="step", dynamic_ncols=True, desc="train")
+        t0, last_good = time.time(), (run / "last.pt").exists()
+        while step < total:
+            epoch = step // per_epoch
+            sampler.set_epoch(epoch)
+            # Resume part-way through an epoch at the same sample order; seed the workers by step.
+            loader = DataLoader(train_set, batch_size=args.batch, sampler=SkipSampler(sampler, (step % per_epoch) * args.batch),
+                                num_workers=args.workers, pin_memory=device.type == "cuda",
+                                generator=torch.Generator().manual_seed(args.seed * 1_000_003 + step))
+            for batch in loader:
+                model.train()
+                x = batch["image"].to(device, non_blocking=True)
+                y = batch["mask"].to(device, non_blocking=True)
+                outs = net(x, iterations=iterations if model.recurrent else None)
+                loss, per_iter = recurrent_loss(outs, y, alpha=args.alpha)
+                mean_loss = loss.detach().clone()
+                if world > 1:  # one decision for all ranks, and the logged loss is the global mean
+                    dist.all_reduce(mean_loss)
+                    mean_loss /= world
+                if not torch.isfinite(mean_loss):
+                    kept = f"last good checkpoint {run / 'last.pt'} kept" if last_good else "no checkpoint was saved yet"
+                    raise KbhError(f"loss is {mean_loss.item()} at step {step + 1} (lr {scheduler.get_last_lr()[0]:.3g}); "
+                                   f"stopping, {kept}. Try a lower --lr.")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if model.recurrent:  # paper: clip recurrent models' gradients (norm 10)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{mean_loss.item():.4f}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
+                if master and (step % args.log_every == 0 or step == total):
+                    append_log(log_path, {"kind": "train", "step": step, "epoch": epoch, "loss": mean_loss.item(),
+                                          "loss_per_iteration": per_iter, "lr": scheduler.get_last_lr()[0],
+                                          "elapsed_s": round(time.time() - t0, 2)})
+
+                do_eval = val_set is not None and ((args.eval_every and step % args.eval_every == 0) or step == total)
+                if do_eval:
+                    scorer = score_dataset(model, val_set, iterations, device, batch=args.batch, rank=rank, world=world)
+                    per_iteration = scorer.results()
+                    miou = per_iteration[-1]["miou"]
+                    if master:
+                        summary = {k: per_iteration[-1][k] for k in ("miou", "mean_recall", "mean_precision", "mean_f1", "bep")}
+                        append_log(log_path, {"kind": "eval", "split": "val", "step": step, "epoch": epoch, **summary,
+                                              "per_iteration": [{k: r[k] for k in ("iteration", "miou", "mean_recall", "mean_precision", "mean_f1", "bep")}
+                                                                for r in per_iteration]})
+                        bar.write(f"step {step}: val mIoU {miou:.4f} (t=1..{iterations}: "
+                                  + ", ".join(f"{r['miou']:.3f}" for r in per_iteration) + ")")
+                        if miou > best_miou:
+                            best_miou = miou
+                            save_checkpoint(run / "best.pt", checkpoint_state(epoch))
+                    best_miou = max(best_miou, miou)
+                if master and (step % args.save_every == 0 or step == total or do_eval):
+                    save_checkpoint(run / "last.pt", checkpoint_state(epoch))
+                    last_good = True
+                    if do_eval or step == total:
+                        plots.plot_run(run)
+                if step >= total:
+                    break
+        bar.close()
+
+        if master and val_set is None:  # nothing to select on: the final weights are the best we know
+            print("kbh train: no 'val' shards: best.pt is the final model")
+            save_checkpoint(run / "best.pt", checkpoint_state(step // per_epoch))
+        digest = state_dict_digest(model)
+        if world > 1:
+            print(f"rank {rank}/{world}: weights sha256 {digest}", flush=True)
+            digests = [None] * world
+            dist.all_gather_object(digests, digest)
+            if len(set(digests)) != 1:
+                raise KbhError(f"ranks ended with different weights: {digests}")
+        if master:
+            print(f"kbh train: done, {step} steps in {time.time() - t0:.1f}s; best val mIoU "
+                  f"{best_miou if best_miou >= 0 else float('nan'):.4f}; checkpoints in {run}", flush=True)
+        return 0
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
