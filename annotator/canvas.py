@@ -1,0 +1,287 @@
+"""The drawing canvas: the image, the mask overlay and its contour, the strokes, and a brush cursor.
+
+A QGraphicsView: wheel zooms about the pointer, the middle button (or Alt + left) pans, the left button draws
+with the current tool (foreground, background, eraser) and the right button draws background. Overlays are
+QPixmaps built with numpy in one pass, so a 1280x720 frame redraws in milliseconds. The canvas holds no
+annotation state; it reports finished strokes and eraser paths as signals, in image pixel coordinates.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen, QPixmap
+from PySide6.QtWidgets import (QGraphicsEllipseItem, QGraphicsPathItem, QGraphicsPixmapItem, QGraphicsScene,
+                               QGraphicsView)
+
+from kbh.strokes import BACKGROUND, FOREGROUND, Stroke
+
+TOOLS = ("foreground", "background", "eraser")
+FG_COLOR = QColor(40, 220, 60, 200)
+BG_COLOR = QColor(235, 50, 50, 200)
+ERASER_COLOR = QColor(255, 255, 255, 150)
+MASK_RGB = (30, 144, 255)  # fill of the mask overlay
+CONTOUR_RGB = (255, 230, 0)
+MIN_RADIUS, MAX_RADIUS = 1.0, 200.0
+
+
+def rgb_pixmap(image: np.ndarray) -> QPixmap:
+    image = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+    h, w = image.shape[:2]
+    return QPixmap.fromImage(QImage(image.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy())
+
+
+def rgba_pixmap(rgba: np.ndarray) -> QPixmap:
+    rgba = np.ascontiguousarray(rgba)
+    h, w = rgba.shape[:2]
+    return QPixmap.fromImage(QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy())
+
+
+def mask_layers(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """RGBA fill and RGBA contour (the mask's inner boundary, 1 px) of a {0,1} mask."""
+    m = mask.astype(bool)
+    fill = np.zeros(m.shape + (4,), np.uint8)
+    fill[m] = (*MASK_RGB, 255)
+    edge = m & ~cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE).astype(bool)
+    contour = np.zeros(m.shape + (4,), np.uint8)
+    contour[edge] = (*CONTOUR_RGB, 255)
+    return fill, contour
+
+
+def stroke_path(points) -> QPainterPath:
+    """Scene path through image pixel centres (pixel (x, y) covers [x, x+1) x [y, y+1) in the scene)."""
+    path = QPainterPath()
+    if not points:
+        return path
+    x0, y0 = points[0]
+    path.moveTo(x0 + 0.5, y0 + 0.5)
+    if len(points) == 1:
+        path.lineTo(x0 + 0.5001, y0 + 0.5)  # a dot: a zero-length segment still gets round caps
+    for x, y in points[1:]:
+        path.lineTo(x + 0.5, y + 0.5)
+    return path
+
+
+def stroke_pen(color: QColor, radius: float) -> QPen:
+    pen = QPen(color, 2 * radius)
+    pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+    pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+    return pen
+
+
+class Canvas(QGraphicsView):
+    strokeFinished = Signal(object)  # Stroke
+    eraseFinished = Signal(object, float)  # list of (x, y) image points, radius
+    activity = Signal()
+    zoomChanged = Signal(float)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setDragMode(QGraphicsView.DragMode.NoDrag)
+        self.setMouseTracking(True)
+        self.viewport().setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setBackgroundBrush(QBrush(QColor(40, 40, 40)))
+        self.tool = "foreground"
+        self.radius = 6.0
+        self._opacity = 0.45
+        self._overlay_visible = True
+        self._image_shape: tuple[int, int] | None = None
+        self._image_item = QGraphicsPixmapItem()
+        self._fill_item = QGraphicsPixmapItem()
+        self._contour_item = QGraphicsPixmapItem()
+        self._strokes_items: list[QGraphicsPathItem] = []
+        self._live = QGraphicsPathItem()
+        self._cursor = QGraphicsEllipseItem()
+        for z, item in enumerate((self._image_item, self._fill_item, self._contour_item)):
+            item.setZValue(z)
+            self.scene().addItem(item)
+        self._image_item.setTransformationMode(Qt.TransformationMode.FastTransformation)
+        self._fill_item.setOpacity(self._opacity)
+        self._live.setZValue(5)
+        self.scene().addItem(self._live)
+        self._cursor.setZValue(10)
+        self._cursor.setPen(QPen(QColor(255, 255, 255), 0))  # cosmetic: 1 screen pixel at any zoom
+        self._cursor.setVisible(False)
+        self.scene().addItem(self._cursor)
+        self._drawing: str | None = None  # tool of the stroke under way
+        self._points: list[tuple[float, float]] = []
+        self._pan_from: QPointF | None = None
+        self._fit_pending = True
+
+    # -- content -----------------------------------------------------------------------------------------------
+    def set_image(self, image: np.ndarray) -> None:
+        self._image_item.setPixmap(rgb_pixmap(image))
+        shape = image.shape[:2]
+        if shape != self._image_shape:
+            self._image_shape = shape
+            self.scene().setSceneRect(QRectF(0, 0, shape[1], shape[0]))
+            self.fit()
+        self._cancel_stroke()
+
+    def set_mask(self, mask: np.ndarray | None) -> None:
+        if mask is None:
+            self._fill_item.setPixmap(QPixmap())
+            self._contour_item.setPixmap(QPixmap())
+            return
+        fill, contour = mask_layers(mask)
+        self._fill_item.setPixmap(rgba_pixmap(fill))
+        self._contour_item.setPixmap(rgba_pixmap(contour))
+
+    def set_strokes(self, strokes: list[Stroke]) -> None:
+        for item in self._strokes_items:
+            self.scene().removeItem(item)
+        self._strokes_items = []
+        for s in strokes:
+            item = QGraphicsPathItem(stroke_path(s.points))
+            item.setPen(stroke_pen(FG_COLOR if s.label == FOREGROUND else BG_COLOR, s.radius))
+            item.setZValue(4)
+            item.setVisible(self._overlay_visible)
+            self.scene().addItem(item)
+            self._strokes_items.append(item)
+
+    # -- appearance --------------------------------------------------------------------------------------------
+    @property
+    def opacity(self) -> float:
+        return self._opacity
+
+    def set_opacity(self, value: float) -> None:
+        self._opacity = float(min(1.0, max(0.0, value)))
+        self._fill_item.setOpacity(self._opacity)
+
+    @property
+    def overlay_visible(self) -> bool:
+        return self._overlay_visible
+
+    def set_overlay_visible(self, visible: bool) -> None:
+        """False shows the image alone (no mask, contour or strokes)."""
+        self._overlay_visible = bool(visible)
+        for item in (self._fill_item, self._contour_item, *self._strokes_items):
+            item.setVisible(self._overlay_visible)
+
+    def set_tool(self, tool: str) -> None:
+        if tool not in TOOLS:
+            raise ValueError(f"unknown tool {tool!r}")
+        self.tool = tool
+        self._update_cursor()
+
+    def set_radius(self, radius: float) -> None:
+        self.radius = float(min(MAX_RADIUS, max(MIN_RADIUS, radius)))
+        self._update_cursor()
+
+    # -- zoom ----------------------------------------------------------------------------------------------------
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def zoom_by(self, factor: float) -> None:
+        new = self.zoom() * factor
+        if 0.02 <= new <= 64:
+            self._fit_pending = False  # the person chose a zoom: window resizes keep it
+            self.scale(factor, factor)
+            self.zoomChanged.emit(self.zoom())
+
+    def fit(self) -> None:
+        if self._image_shape is not None:
+            self.fitInView(self.sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
+            self._fit_pending = True
+            self.zoomChanged.emit(self.zoom())
+
+    def wheelEvent(self, event):
+        steps = event.angleDelta().y() / 120.0
+        if steps:
+            self.zoom_by(1.25 ** steps)
+        event.accept()
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        if self._fit_pending and self._image_shape is not None:
+            self.fit()
+
+    # -- mouse ---------------------------------------------------------------------------------------------------
+    def image_point(self, view_pos) -> tuple[float, float]:
+        p = self.mapToScene(view_pos.toPoint() if hasattr(view_pos, "toPoint") else view_pos)
+        return (p.x() - 0.5, p.y() - 0.5)
+
+    def mousePressEvent(self, event):
+        self.activity.emit()
+        button = event.button()
+        alt = bool(event.modifiers() & Qt.KeyboardModifier.AltModifier)
+        if button == Qt.MouseButton.MiddleButton or (button == Qt.MouseButton.LeftButton and alt):
+            self._pan_from = event.position()
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+            return
+        if self._image_shape is None or button not in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
+            return
+        self._drawing = "background" if button == Qt.MouseButton.RightButton else self.tool
+        self._points = [self.image_point(event.position())]
+        self._live.setPen(self._pen_for(self._drawing))
+        self._live.setPath(stroke_path(self._points))
+        self._live.setVisible(True)
+
+    def mouseMoveEvent(self, event):
+        self.activity.emit()
+        pos = event.position()
+        if self._pan_from is not None:
+            delta = pos - self._pan_from
+            self._pan_from = pos
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(delta.x()))
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(delta.y()))
+            return
+        x, y = self.image_point(pos)
+        self._cursor.setRect(QRectF(x + 0.5 - self.radius, y + 0.5 - self.radius, 2 * self.radius, 2 * self.radius))
+        self._cursor.setVisible(self._image_shape is not None)
+        if self._drawing is not None:
+            if (x, y) != self._points[-1]:
+                self._points.append((x, y))
+                self._live.setPath(stroke_path(self._points))
+
+    def mouseReleaseEvent(self, event):
+        self.activity.emit()
+        if self._pan_from is not None:
+            self._pan_from = None
+            self.viewport().unsetCursor()
+            self._fit_pending = False
+            return
+        if self._drawing is None:
+            return
+        tool, points = self._drawing, self._clip(self._points)
+        self._cancel_stroke()
+        if not points:
+            return
+        if tool == "eraser":
+            self.eraseFinished.emit(points, self.radius)
+        else:
+            label = FOREGROUND if tool == "foreground" else BACKGROUND
+            self.strokeFinished.emit(Stroke(label, self.radius, tuple(points)))
+
+    def leaveEvent(self, event):
+        self._cursor.setVisible(False)
+        super().leaveEvent(event)
+
+    def _clip(self, points):
+        """Points inside the image (a stroke that wanders off the frame keeps its part on it)."""
+        h, w = self._image_shape
+        return [(min(max(x, 0.0), w - 1.0), min(max(y, 0.0), h - 1.0)) for x, y in points
+                if -self.radius <= x < w + self.radius and -self.radius <= y < h + self.radius]
+
+    def _cancel_stroke(self):
+        self._drawing = None
+        self._points = []
+        self._live.setVisible(False)
+
+    def _pen_for(self, tool: str) -> QPen:
+        color = {"foreground": FG_COLOR, "background": BG_COLOR, "eraser": ERASER_COLOR}[tool]
+        return stroke_pen(color, self.radius)
+
+    def _update_cursor(self):
+        r = self._cursor.rect()
+        if not r.isNull():
+            c = r.center()
+            self._cursor.setRect(QRectF(c.x() - self.radius, c.y() - self.radius, 2 * self.radius, 2 * self.radius))
+        color = {"foreground": FG_COLOR, "background": BG_COLOR, "eraser": ERASER_COLOR}[self.tool]
+        self._cursor.setBrush(QBrush(QColor(color.red(), color.green(), color.blue(), 60)))

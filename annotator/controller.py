@@ -1,0 +1,164 @@
+"""The annotation queue over a workspace, Qt-free: the frame list and its filters, navigation (next/previous
+unlabeled), the open frame's session, progress, propagation to the next frame, and saving."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, OrderedDict
+
+import numpy as np
+
+from kbh.errors import KbhError
+from kbh.workspace import HUMAN_STATUSES, LABELED_STATUSES, STATUSES, Frame, Workspace
+
+from .session import PROPAGATED_MODEL, FrameSession
+
+TODO_STATUSES = ("unlabeled", "prelabeled")  # what "next unlabeled" stops at
+MAX_SESSIONS = 32  # frames whose undo history stays in memory (least recently opened dropped first)
+
+
+class Controller:
+    def __init__(self, ws: Workspace, annotator: str | None = None, clock=time.monotonic):
+        self.ws = ws
+        self.annotator = annotator
+        self.clock = clock
+        self.status_filter: str | None = None
+        self.person_filter: str | None = None
+        self.frames: list[Frame] = []  # the filtered list, in workspace order
+        self.current: Frame | None = None
+        self._sessions: OrderedDict[int, FrameSession] = OrderedDict()
+        self.reload()
+
+    # -- the list ----------------------------------------------------------------------------------------------
+    def reload(self) -> list[Frame]:
+        self.frames = self.ws.frames(status=self.status_filter, person=self.person_filter)
+        return self.frames
+
+    def set_filter(self, status: str | None = None, person: str | None = None) -> list[Frame]:
+        if status is not None and status not in STATUSES:
+            raise KbhError(f"unknown status {status!r}")
+        self.status_filter, self.person_filter = status, person
+        return self.reload()
+
+    def persons(self) -> list[str]:
+        return list(self.ws.persons())
+
+    def row_of(self, frame_id: int) -> int | None:
+        return next((i for i, f in enumerate(self.frames) if f.id == frame_id), None)
+
+    def refresh_frame(self, frame_id: int) -> Frame:
+        """Re-read one frame's record after a save; the filtered list keeps it (filters apply on reload)."""
+        fresh = self.ws.frame(frame_id)
+        row = self.row_of(frame_id)
+        if row is not None:
+            self.frames[row] = fresh
+        if self.current is not None and self.current.id == frame_id:
+            self.current = fresh
+        return fresh
+
+    def progress(self) -> dict:
+        counts = Counter(status for (status,) in self.ws.conn.execute("SELECT status FROM annotations"))
+        total = sum(counts.values())
+        labeled = sum(counts[s] for s in LABELED_STATUSES)
+        return {"total": total, "labeled": labeled, **{s: counts.get(s, 0) for s in STATUSES}}
+
+    # -- navigation --------------------------------------------------------------------------------------------
+    def next_todo(self, step: int = 1) -> Frame | None:
+        """The next (step=+1) or previous (-1) frame in the list still to annotate, wrapping around."""
+        n = len(self.frames)
+        if n == 0:
+            return None
+        start = self.row_of(self.current.id) if self.current is not None else None
+        if start is None:
+            start = -1 if step > 0 else n
+        for k in range(1, n + 1):
+            f = self.frames[(start + step * k) % n]
+            if self.session_status(f) in TODO_STATUSES and (self.current is None or f.id != self.current.id):
+                return f
+        return None
+
+    def neighbour(self, step: int) -> Frame | None:
+        row = self.row_of(self.current.id) if self.current is not None else None
+        if row is None:
+            return self.frames[0] if self.frames else None
+        j = row + step
+        return self.frames[j] if 0 <= j < len(self.frames) else None
+
+    def session_status(self, frame: Frame) -> str:
+        s = self._sessions.get(frame.id)
+        return s.status if s is not None else frame.status
+
+    # -- sessions ----------------------------------------------------------------------------------------------
+    def open(self, frame_id: int) -> FrameSession:
+        """Make `frame_id` the current frame; the frame left is saved and its clock paused."""
+        if self.current is not None and self.current.id != frame_id:
+            self.leave()
+        self.current = self.ws.frame(frame_id)
+        session = self._sessions.pop(frame_id, None)
+        if session is None:
+            session = FrameSession.load(self.ws, self.current, clock=self.clock)
+        self._sessions[frame_id] = session
+        while len(self._sessions) > MAX_SESSIONS:
+            old_id, old = next(iter(self._sessions.items()))
+            if old_id == frame_id or (old.dirty and not old.settled):
+                break  # never drop unsaved work; it goes once its engine result is in
+            self._sessions.popitem(last=False)
+        session.activity()
+        return session
+
+    @property
+    def session(self) -> FrameSession | None:
+        return self._sessions.get(self.current.id) if self.current is not None else None
+
+    def cached_session(self, frame_id: int) -> FrameSession | None:
+        return self._sessions.get(frame_id)
+
+    def forget(self, frame_id: int) -> None:
+        self._sessions.pop(frame_id, None)
+
+    def leave(self) -> None:
+        s = self.session
+        if s is not None:
+            s.activity()
+            self.save(s, force_time=True)
+            s.pause()
+
+    def save(self, session: FrameSession | None = None, force_time: bool = False) -> bool:
+        session = session or self.session
+        if session is None:
+            return False
+        wrote = session.save(self.ws, self.annotator, force_time=force_time)
+        if wrote:
+            self.refresh_frame(session.frame_id)
+        return wrote
+
+    def image(self, frame_id: int) -> np.ndarray:
+        return self.ws.image(frame_id)
+
+    # -- propagation -------------------------------------------------------------------------------------------
+    def next_in_sequence(self, frame: Frame | None = None) -> Frame | None:
+        frame = frame or self.current
+        if frame is None:
+            return None
+        seq = self.ws.frames(sequence=frame.sequence_id)
+        later = [f for f in seq if f.frame_index > frame.frame_index]
+        return later[0] if later else None
+
+    def propagate(self) -> Frame:
+        """Start the next frame of the sequence from the current frame's mask (stored as its prior under the
+        model name "propagated"; the frame becomes prelabeled). Refuses to touch a frame a person worked on."""
+        s = self.session
+        if s is None:
+            raise KbhError("no frame open")
+        if not s.settled:
+            raise KbhError("the mask is still being computed; try again in a moment")
+        nxt = self.next_in_sequence()
+        if nxt is None:
+            raise KbhError(f"{self.current.key} is the last frame of sequence {self.current.sequence_id}")
+        cached = self._sessions.get(nxt.id)
+        status = cached.status if cached is not None else nxt.status
+        if status in HUMAN_STATUSES or (cached is not None and cached.strokes):
+            raise KbhError(f"{nxt.key} is already {status.replace('_', ' ')}; not overwriting a person's work")
+        self.ws.save_prediction(nxt.id, PROPAGATED_MODEL, s.mask.astype(np.float32), uncertainty=0.0)
+        self.forget(nxt.id)  # its starting mask changed: load it afresh
+        return self.refresh_frame(nxt.id)

@@ -1,0 +1,554 @@
+"""The main window: frame list with filters and progress, the canvas, tools, menus with shortcuts, help.
+
+Thin over `Controller` (queue, saving) and `FrameSession` (one frame's state and undo history): every edit goes
+session -> QUndoStack (one per frame, in a QUndoGroup) -> canvas refresh -> engine job or autosave.
+"""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoCommand, QUndoGroup, QUndoStack
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QDockWidget,
+                               QDoubleSpinBox, QHBoxLayout, QHeaderView, QLabel, QMainWindow, QMessageBox,
+                               QProgressBar, QSlider, QTableWidget, QTableWidgetItem, QToolBar, QVBoxLayout,
+                               QWidget)
+
+from kbh.errors import KbhError
+from kbh.workspace import STATUSES, Workspace
+
+from .canvas import Canvas
+from .controller import Controller
+from .session import FrameSession
+from .worker import GrabCutWorker
+
+ORGANIZATION, APPLICATION = "kbh", "annotator"
+AUTOSAVE_MS = 500  # safety net; edits are saved as soon as their mask is in
+TIME_FLUSH_S = 10.0  # write the time spent at least this often while a frame is open
+COLUMNS = ("Frame", "Person", "Sequence", "Status", "Strokes", "Time")
+
+
+class SessionCommand(QUndoCommand):
+    """A QUndoStack entry over one `Change` that the session has already applied when it is pushed."""
+
+    def __init__(self, window: "AnnotatorWindow", session: FrameSession, change):
+        super().__init__(change.text)
+        self.window, self.session, self._applied = window, session, True
+
+    def redo(self):
+        if self._applied:  # QUndoStack.push calls redo(); the session did it already
+            self._applied = False
+            return
+        self.session.redo()
+        self.window.after_change(self.session)
+
+    def undo(self):
+        self.session.undo()
+        self.window.after_change(self.session)
+
+
+class AnnotatorWindow(QMainWindow):
+    def __init__(self, ws: Workspace, settings: QSettings | None = None, engine_factory=None,
+                 annotator: str | None = None, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle(f"kbh annotate — {ws.root}")
+        self.ws = ws
+        self.settings = settings if settings is not None else QSettings(ORGANIZATION, APPLICATION)
+        self.controller = Controller(ws, annotator=annotator)
+        self.worker = GrabCutWorker(engine_factory)
+        self.worker.resultReady.connect(self.on_result)
+        self.worker.failed.connect(self.on_failed)
+        self.worker.busyChanged.connect(self._on_busy)
+        self.worker.start()
+        self.undo_group = QUndoGroup(self)
+        self._stacks: dict[int, tuple[FrameSession, QUndoStack]] = {}
+        self._image = None
+        self._last_time_flush = time.monotonic()
+
+        self.canvas = Canvas(self)
+        self.setCentralWidget(self.canvas)
+        self.canvas.strokeFinished.connect(self.on_stroke)
+        self.canvas.eraseFinished.connect(self.on_erase)
+        self.canvas.activity.connect(self._on_activity)
+        self._build_list_dock()
+        self._build_actions()
+        self._build_toolbar()
+        self._build_statusbar()
+        self._restore_settings()
+        self.populate_list()
+
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setInterval(AUTOSAVE_MS)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.start()
+        first = self.controller.next_todo() or (self.controller.frames[0] if self.controller.frames else None)
+        if first is not None:
+            self.open_frame(first.id)
+
+    # -- layout ------------------------------------------------------------------------------------------------
+    def _build_list_dock(self):
+        panel = QWidget()
+        layout = QVBoxLayout(panel)
+        filters = QHBoxLayout()
+        self.status_filter = QComboBox()
+        self.status_filter.addItem("all statuses", None)
+        for s in STATUSES:
+            self.status_filter.addItem(s.replace("_", " "), s)
+        self.person_filter = QComboBox()
+        self.person_filter.addItem("all persons", None)
+        for p in self.controller.persons():
+            self.person_filter.addItem(p, p)
+        for combo in (self.status_filter, self.person_filter):
+            combo.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # single-key shortcuts keep working
+            combo.currentIndexChanged.connect(self.apply_filters)
+        filters.addWidget(self.status_filter)
+        filters.addWidget(self.person_filter)
+        layout.addLayout(filters)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.itemSelectionChanged.connect(self._on_row_selected)
+        layout.addWidget(self.table)
+        self.list_dock = QDockWidget("Frames", self)
+        self.list_dock.setObjectName("frames_dock")
+        self.list_dock.setWidget(panel)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.list_dock)
+
+    def _action(self, menu, text, shortcut, slot, checkable=False, tip=None):
+        act = QAction(text, self)
+        if shortcut:
+            keys = shortcut if isinstance(shortcut, (list, tuple)) else [shortcut]
+            act.setShortcuts([QKeySequence(k) for k in keys])
+        act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        act.setCheckable(checkable)
+        if tip:
+            act.setStatusTip(tip)
+        act.triggered.connect(slot)
+        menu.addAction(act)
+        self.addAction(act)
+        self.shortcut_actions.append(act)
+        return act
+
+    def _build_actions(self):
+        self.shortcut_actions: list[QAction] = []
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        self.act_save = self._action(m, "Save now", "Ctrl+S", self.flush)
+        m.addSeparator()
+        self._action(m, "Quit", "Ctrl+Q", self.close)
+
+        m = mb.addMenu("&Edit")
+        self.act_undo = self.undo_group.createUndoAction(self, "Undo")
+        self.act_undo.setShortcuts([QKeySequence("Ctrl+Z")])
+        self.act_redo = self.undo_group.createRedoAction(self, "Redo")
+        self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        for act in (self.act_undo, self.act_redo):
+            m.addAction(act)
+            self.addAction(act)
+            self.shortcut_actions.append(act)
+        m.addSeparator()
+        self.act_reset = self._action(m, "Reset frame (drop all strokes)", "Ctrl+Backspace", self.reset_frame)
+
+        m = mb.addMenu("&Tools")
+        group = QActionGroup(self)
+        self.act_fg = self._action(m, "Foreground brush (hand)", "F", lambda: self.set_tool("foreground"), True)
+        self.act_bg = self._action(m, "Background brush", "B", lambda: self.set_tool("background"), True)
+        self.act_eraser = self._action(m, "Eraser (removes strokes)", "E", lambda: self.set_tool("eraser"), True)
+        for act in (self.act_fg, self.act_bg, self.act_eraser):
+            group.addAction(act)
+        self.act_fg.setChecked(True)
+        m.addSeparator()
+        self._action(m, "Larger brush", "]", lambda: self.set_radius(self.canvas.radius * 1.25))
+        self._action(m, "Smaller brush", "[", lambda: self.set_radius(self.canvas.radius / 1.25))
+
+        m = mb.addMenu("&View")
+        self.act_overlay = self._action(m, "Show mask and strokes", "O", self.set_overlay_visible, True)
+        self.act_overlay.setChecked(True)
+        self._action(m, "More opaque mask", ".", lambda: self.set_opacity(self.canvas.opacity + 0.1))
+        self._action(m, "More transparent mask", ",", lambda: self.set_opacity(self.canvas.opacity - 0.1))
+        m.addSeparator()
+        self._action(m, "Zoom in", ["+", "="], lambda: self.canvas.zoom_by(1.25))
+        self._action(m, "Zoom out", "-", lambda: self.canvas.zoom_by(1 / 1.25))
+        self._action(m, "Fit frame in window", "0", self.canvas.fit)
+
+        m = mb.addMenu("F&rame")
+        self._action(m, "Next unlabeled frame", ["N", "Space"], lambda: self.go_todo(1))
+        self._action(m, "Previous unlabeled frame", ["P", "Shift+Space"], lambda: self.go_todo(-1))
+        self._action(m, "Next frame in list", "PgDown", lambda: self.go_neighbour(1))
+        self._action(m, "Previous frame in list", "PgUp", lambda: self.go_neighbour(-1))
+        m.addSeparator()
+        self.act_done = self._action(m, "Mark done", "D", lambda: self.mark("done"))
+        self.act_reviewed = self._action(m, "Mark reviewed", "R", lambda: self.mark("reviewed"))
+        self.act_propagate = self._action(m, "Propagate mask to next frame of sequence", "Ctrl+P", self.propagate)
+
+        m = mb.addMenu("&Help")
+        self._action(m, "Keyboard shortcuts", "F1", self.show_help)
+
+    def _build_toolbar(self):
+        tb = QToolBar("Tools", self)
+        tb.setObjectName("tools_toolbar")
+        for act in (self.act_fg, self.act_bg, self.act_eraser):
+            tb.addAction(act)
+        tb.addSeparator()
+        tb.addWidget(QLabel(" Brush radius "))
+        self.radius_box = QDoubleSpinBox()
+        self.radius_box.setRange(1, 200)
+        self.radius_box.setDecimals(1)
+        self.radius_box.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.radius_box.valueChanged.connect(self.set_radius)
+        tb.addWidget(self.radius_box)
+        tb.addWidget(QLabel(" Mask opacity "))
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setFixedWidth(120)
+        self.opacity_slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.opacity_slider.valueChanged.connect(lambda v: self.set_opacity(v / 100.0))
+        tb.addWidget(self.opacity_slider)
+        tb.addAction(self.act_overlay)
+        tb.addSeparator()
+        for act in (self.act_undo, self.act_redo, self.act_done, self.act_reviewed, self.act_propagate):
+            tb.addAction(act)
+        self.addToolBar(tb)
+        self.toolbar = tb
+
+    def _build_statusbar(self):
+        sb = self.statusBar()
+        self.frame_label = QLabel()
+        self.engine_label = QLabel("GrabCut idle")
+        self.progress = QProgressBar()
+        self.progress.setFixedWidth(220)
+        self.progress.setFormat("%v / %m labeled (%p%)")
+        sb.addWidget(self.frame_label, 1)
+        sb.addPermanentWidget(self.engine_label)
+        sb.addPermanentWidget(self.progress)
+
+    # -- settings ----------------------------------------------------------------------------------------------
+    def _restore_settings(self):
+        s = self.settings
+        self.set_radius(float(s.value("brush/radius", 6.0)))
+        self.set_opacity(float(s.value("view/opacity", 0.45)))
+        geometry, state = s.value("window/geometry"), s.value("window/state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 800)
+        if state is not None:
+            self.restoreState(state)
+
+    def save_settings(self):
+        self.settings.setValue("brush/radius", self.canvas.radius)
+        self.settings.setValue("view/opacity", self.canvas.opacity)
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.settings.sync()
+
+    # -- the frame list ----------------------------------------------------------------------------------------
+    def populate_list(self):
+        frames = self.controller.frames
+        self.table.blockSignals(True)
+        self.table.setRowCount(len(frames))
+        for row, f in enumerate(frames):
+            self._fill_row(row, f)
+        self.table.blockSignals(False)
+        self._select_current_row()
+        self.update_progress()
+
+    def _fill_row(self, row, f):
+        session = self.controller.cached_session(f.id)
+        status = session.status if session is not None else f.status
+        n = len(session.strokes) if session is not None else f.n_strokes
+        values = (f.key, f.person_id, f.sequence_id, status.replace("_", " "), str(n), f"{f.seconds:.0f} s")
+        for col, text in enumerate(values):
+            item = self.table.item(row, col)
+            if item is None:
+                item = QTableWidgetItem()
+                self.table.setItem(row, col, item)
+            item.setText(text)
+            if col == 0:
+                item.setData(Qt.ItemDataRole.UserRole, f.id)
+
+    def _update_row(self, frame_id):
+        row = self.controller.row_of(frame_id)
+        if row is not None and row < self.table.rowCount():
+            self._fill_row(row, self.controller.frames[row])
+
+    def _select_current_row(self):
+        cur = self.controller.current
+        row = self.controller.row_of(cur.id) if cur is not None else None
+        self.table.blockSignals(True)
+        if row is None:
+            self.table.clearSelection()
+        else:
+            self.table.selectRow(row)
+            self.table.scrollToItem(self.table.item(row, 0))
+        self.table.blockSignals(False)
+
+    def apply_filters(self):
+        self.flush()
+        self.controller.set_filter(self.status_filter.currentData(), self.person_filter.currentData())
+        self.populate_list()
+        self.canvas.setFocus()
+
+    def update_progress(self):
+        p = self.controller.progress()
+        self.progress.setMaximum(max(1, p["total"]))
+        self.progress.setValue(p["labeled"])
+        self.progress.setToolTip(", ".join(f"{s.replace('_', ' ')} {p[s]}" for s in STATUSES))
+
+    def _on_row_selected(self):
+        rows = self.table.selectionModel().selectedRows()
+        if rows:
+            fid = self.table.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole)
+            if self.controller.current is None or fid != self.controller.current.id:
+                self.open_frame(fid)
+
+    # -- frames ------------------------------------------------------------------------------------------------
+    def open_frame(self, frame_id: int) -> FrameSession:
+        previous = self.controller.current
+        session = self.controller.open(frame_id)
+        if previous is not None and previous.id != frame_id:
+            self._update_row(previous.id)
+        entry = self._stacks.get(frame_id)
+        if entry is None or entry[0] is not session:  # a new session (first visit, or reloaded): new history
+            if entry is not None:
+                self.undo_group.removeStack(entry[1])
+            stack = QUndoStack(self.undo_group)
+            self._stacks[frame_id] = (session, stack)
+        self.undo_group.setActiveStack(self._stacks[frame_id][1])
+        self._forget_dropped_stacks()
+        self._image = self.controller.image(frame_id)
+        self.canvas.set_image(self._image)
+        self.refresh_canvas(session)
+        if session.needs_engine:
+            self.submit(session)
+        self._select_current_row()
+        self._update_frame_label()
+        return session
+
+    def _forget_dropped_stacks(self):
+        for fid in [fid for fid, (s, _) in self._stacks.items() if self.controller.cached_session(fid) is not s]:
+            self.undo_group.removeStack(self._stacks.pop(fid)[1])
+
+    @property
+    def session(self) -> FrameSession | None:
+        return self.controller.session
+
+    def undo_stack(self) -> QUndoStack | None:
+        return self.undo_group.activeStack()
+
+    def go_todo(self, step: int):
+        f = self.controller.next_todo(step)
+        if f is None:
+            self.statusBar().showMessage("no unlabeled frame left in this list", 4000)
+            return
+        self.open_frame(f.id)
+
+    def go_neighbour(self, step: int):
+        f = self.controller.neighbour(step)
+        if f is not None:
+            self.open_frame(f.id)
+
+    # -- edits -------------------------------------------------------------------------------------------------
+    def push(self, session: FrameSession, change) -> None:
+        if change is None:
+            return
+        stack = self._stacks[session.frame_id][1]
+        stack.push(SessionCommand(self, session, change))
+        self.after_change(session)
+
+    def on_stroke(self, stroke):
+        s = self.session
+        if s is not None:
+            self.push(s, s.add_stroke(stroke))
+
+    def on_erase(self, points, radius):
+        s = self.session
+        if s is not None:
+            self.push(s, s.erase(points, radius))
+
+    def reset_frame(self):
+        s = self.session
+        if s is not None:
+            self.push(s, s.reset())
+
+    def mark(self, status: str):
+        s = self.session
+        if s is not None:
+            self.push(s, s.set_status(status))
+
+    def propagate(self):
+        s = self.session
+        if s is None:
+            return
+        if s.status not in ("done", "reviewed"):
+            self.push(s, s.set_status("done"))  # propagating says this frame is finished
+        try:
+            nxt = self.controller.propagate()
+        except KbhError as e:
+            self.statusBar().showMessage(str(e), 6000)
+            return
+        self.worker.forget(nxt.id)
+        self.open_frame(nxt.id)
+        self.statusBar().showMessage(f"started {nxt.key} from the mask of the previous frame", 4000)
+
+    def after_change(self, session: FrameSession) -> None:
+        """Show the session's new state, then compute its mask or save it."""
+        session.activity()
+        if self.controller.current is not None and session.frame_id == self.controller.current.id:
+            self.refresh_canvas(session)
+            self._update_frame_label()
+        if session.needs_engine:
+            self.submit(session)
+        else:
+            self.save(session)
+        self._update_row(session.frame_id)
+
+    def refresh_canvas(self, session: FrameSession):
+        self.canvas.set_mask(session.mask)
+        self.canvas.set_strokes(session.strokes)
+
+    def submit(self, session: FrameSession):
+        image = self._image if session.frame_id == self.controller.current.id else self.controller.image(
+            session.frame_id)
+        self.worker.submit(session.frame_id, session.generation, session.strokes, image, session.prior)
+
+    def on_result(self, frame_id: int, generation: int, mask) -> None:
+        session = self.controller.cached_session(frame_id)
+        if session is None or not session.apply_result(generation, mask):
+            return  # stale: a newer stroke list is on its way
+        if self.controller.current is not None and frame_id == self.controller.current.id:
+            self.canvas.set_mask(session.mask)
+        self.save(session)
+
+    def on_failed(self, frame_id: int, generation: int, message: str) -> None:
+        self.statusBar().showMessage(f"GrabCut failed on frame {frame_id}: {message}", 10000)
+
+    def _on_busy(self, busy: bool):
+        self.engine_label.setText("GrabCut running…" if busy else "GrabCut idle")
+
+    def _on_activity(self):
+        s = self.session
+        if s is not None:
+            s.activity()
+
+    # -- saving ------------------------------------------------------------------------------------------------
+    def save(self, session: FrameSession, force_time: bool = False) -> None:
+        try:
+            wrote = self.controller.save(session, force_time=force_time)
+        except (KbhError, OSError) as e:
+            self.statusBar().showMessage(f"could not save: {e}", 10000)
+            return
+        if wrote:
+            self._update_row(session.frame_id)
+            self.update_progress()
+            self._update_frame_label()
+
+    def autosave(self):
+        """Timer: anything settled and unsaved goes to the workspace; the time spent every few seconds."""
+        now = time.monotonic()
+        flush_time = now - self._last_time_flush >= TIME_FLUSH_S
+        if flush_time:
+            self._last_time_flush = now
+        for fid in list(self._stacks):
+            s = self.controller.cached_session(fid)
+            if s is not None and (s.dirty or (flush_time and s is self.session)):
+                self.save(s, force_time=flush_time and s is self.session)
+
+    def flush(self):
+        for fid in list(self._stacks):
+            s = self.controller.cached_session(fid)
+            if s is not None:
+                self.save(s, force_time=s is self.session)
+
+    def closeEvent(self, event):
+        self.autosave_timer.stop()
+        self.controller.leave()
+        self.flush()
+        self.save_settings()
+        self.worker.stop()
+        super().closeEvent(event)
+
+    # -- view settings -----------------------------------------------------------------------------------------
+    def set_tool(self, tool: str):
+        self.canvas.set_tool(tool)
+        {"foreground": self.act_fg, "background": self.act_bg, "eraser": self.act_eraser}[tool].setChecked(True)
+
+    def set_radius(self, radius: float):
+        self.canvas.set_radius(radius)
+        if abs(self.radius_box.value() - self.canvas.radius) > 1e-6:
+            self.radius_box.blockSignals(True)
+            self.radius_box.setValue(self.canvas.radius)
+            self.radius_box.blockSignals(False)
+        self.settings.setValue("brush/radius", self.canvas.radius)
+
+    def set_opacity(self, value: float):
+        self.canvas.set_opacity(value)
+        slider = round(self.canvas.opacity * 100)
+        if self.opacity_slider.value() != slider:
+            self.opacity_slider.blockSignals(True)
+            self.opacity_slider.setValue(slider)
+            self.opacity_slider.blockSignals(False)
+        self.settings.setValue("view/opacity", self.canvas.opacity)
+
+    def set_overlay_visible(self, visible: bool):
+        self.canvas.set_overlay_visible(visible)
+        if self.act_overlay.isChecked() != bool(visible):
+            self.act_overlay.setChecked(bool(visible))
+
+    def _update_frame_label(self):
+        f, s = self.controller.current, self.session
+        if f is None or s is None:
+            self.frame_label.setText("no frame")
+            return
+        self.frame_label.setText(
+            f"{f.key}  ·  {f.width}x{f.height}  ·  {s.status.replace('_', ' ')}  ·  {len(s.strokes)} strokes  ·  "
+            f"source {s.source}  ·  {f.seconds + s.pending_seconds:.0f} s spent")
+
+    # -- help --------------------------------------------------------------------------------------------------
+    def shortcut_table(self) -> list[tuple[str, str]]:
+        rows = []
+        for act in self.shortcut_actions:
+            keys = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in act.shortcuts())
+            if keys:
+                rows.append((act.text().replace("&", ""), keys))
+        return rows
+
+    def show_help(self):
+        self.help_dialog = HelpDialog(self.shortcut_table(), self)
+        self.help_dialog.show()
+
+
+class HelpDialog(QDialog):
+    def __init__(self, rows, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("kbh annotate — keyboard shortcuts")
+        layout = QVBoxLayout(self)
+        intro = QLabel("Draw short strokes: <b>left button</b> with the current brush, <b>right button</b> for "
+                       "background. <b>Wheel</b> zooms, <b>middle button</b> or <b>Alt + drag</b> pans. Every "
+                       "change is saved to the workspace at once.")
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        table = QTableWidget(len(rows), 2)
+        table.setHorizontalHeaderLabels(("Action", "Keys"))
+        table.verticalHeader().setVisible(False)
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        for r, (text, keys) in enumerate(rows):
+            table.setItem(r, 0, QTableWidgetItem(text))
+            table.setItem(r, 1, QTableWidgetItem(keys))
+        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        layout.addWidget(table)
+        self.table = table
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self.resize(520, 560)
+
+
+def error_box(parent, message: str) -> None:
+    QMessageBox.critical(parent, "kbh annotate", message)

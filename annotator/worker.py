@@ -1,0 +1,108 @@
+"""GrabCut off the GUI thread.
+
+One QThread owns the engines (one `GrabCutSession` per recently used frame, which keeps its colour models between
+strokes). Jobs coalesce: per frame only the newest stroke list waits, so a burst of strokes costs one run, and
+each result carries the generation it was computed for, so the GUI drops a result made stale by a newer stroke.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import QThread, Signal
+
+
+def default_engine_factory(image: np.ndarray, prior: np.ndarray | None):
+    from kbh.grabcut import GrabCutSession  # the engine loads lazily: the GUI opens without it
+
+    return GrabCutSession(image, prior=prior)
+
+
+@dataclass
+class Job:
+    frame_id: int
+    generation: int
+    strokes: tuple
+    image: np.ndarray
+    prior: np.ndarray | None
+
+
+class GrabCutWorker(QThread):
+    """Runs `engine.update(strokes)` for submitted jobs; emits `resultReady(frame_id, generation, mask)`."""
+
+    resultReady = Signal(int, int, object)
+    failed = Signal(int, int, str)
+    busyChanged = Signal(bool)
+
+    def __init__(self, engine_factory=None, max_engines: int = 4, parent=None):
+        super().__init__(parent)
+        self.engine_factory = engine_factory or default_engine_factory
+        self.max_engines = max_engines
+        self._cond = threading.Condition()
+        self._pending: OrderedDict[int, Job] = OrderedDict()
+        self._forget: set[int] = set()
+        self._stopping = False
+        self._busy = False
+        self._engines: OrderedDict[int, object] = OrderedDict()  # touched only by the worker thread
+
+    def submit(self, frame_id: int, generation: int, strokes, image: np.ndarray, prior: np.ndarray | None) -> None:
+        with self._cond:
+            self._pending.pop(frame_id, None)
+            self._pending[frame_id] = Job(frame_id, generation, tuple(strokes), image, prior)
+            self._cond.notify()
+
+    def forget(self, frame_id: int) -> None:
+        """Drop the frame's engine (its prior changed); the next job builds a new one."""
+        with self._cond:
+            self._pending.pop(frame_id, None)
+            self._forget.add(frame_id)
+            self._cond.notify()
+
+    def is_idle(self) -> bool:
+        with self._cond:
+            return not self._pending and not self._busy
+
+    def stop(self, wait_ms: int = 10000) -> None:
+        with self._cond:
+            self._stopping = True
+            self._pending.clear()
+            self._cond.notify()
+        self.wait(wait_ms)
+
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping and not self._forget:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                for fid in self._forget:
+                    self._engines.pop(fid, None)
+                self._forget.clear()
+                if not self._pending:
+                    continue
+                _, job = self._pending.popitem(last=False)
+                self._busy = True
+            self.busyChanged.emit(True)
+            try:
+                engine = self._engines.pop(job.frame_id, None)
+                if engine is None:
+                    engine = self.engine_factory(job.image, job.prior)
+                self._engines[job.frame_id] = engine
+                while len(self._engines) > self.max_engines:
+                    self._engines.popitem(last=False)
+                mask = np.asarray(engine.update(list(job.strokes)), dtype=np.uint8)
+                self.resultReady.emit(job.frame_id, job.generation, mask)
+            except Exception as e:  # the GUI shows it; the thread carries on with the next job
+                self._engines.pop(job.frame_id, None)
+                traceback.print_exc()
+                self.failed.emit(job.frame_id, job.generation, f"{type(e).__name__}: {e}")
+            finally:
+                with self._cond:
+                    self._busy = False
+                    busy = bool(self._pending)
+                self.busyChanged.emit(busy)

@@ -1,0 +1,281 @@
+"""The annotator's Qt-free parts: per-frame session (undo/redo of compact differences, engine results, time,
+saving and restoring) and the controller (queue, filters, progress, propagation)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from annotator.controller import Controller
+from annotator.session import IDLE_CAP_S, PROPAGATED_MODEL, FrameSession, MaskDiff
+from kbh.errors import KbhError
+from kbh.imageio import sha256_bytes
+from kbh.strokes import BACKGROUND, FOREGROUND, Stroke, rasterize
+from kbh.workspace import Workspace
+from tests.helpers import blob_image
+
+H, W = 60, 80
+
+
+def add_png(ws, seq, idx, img) -> int:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    with ws.transaction():
+        return ws.add_frame(seq, idx, buf.tobytes(), ".png", img.shape[1], img.shape[0], sha256_bytes(buf.tobytes()))
+
+
+def make_workspace(root, persons=(("p1", "s1", 3), ("p2", "s2", 2)), h=H, w=W) -> Workspace:
+    """A tiny workspace: per person one sequence of `n` 60x80 frames with a bright blob as the hand."""
+    ws = Workspace.init(root)
+    seed = 0
+    for person, seq, n in persons:
+        ws.upsert_sequence(seq, person)
+        for i in range(n):
+            img, _ = blob_image(h, w, seed=seed)
+            seed += 1
+            add_png(ws, seq, i, img)
+    return ws
+
+
+def fake_engine(image, prior=None):
+    """Deterministic stand-in for GrabCut: bright pixels, plus foreground strokes, minus background strokes."""
+
+    class Engine:
+        def update(self, strokes):
+            m = (image.mean(axis=2) > 100).astype(np.uint8)
+            for s in strokes:
+                m[rasterize(s, m.shape)] = s.label
+            return m
+
+    return Engine()
+
+
+def fg(*pts, r=3.0):
+    return Stroke(FOREGROUND, r, tuple(pts))
+
+
+def bg(*pts, r=3.0):
+    return Stroke(BACKGROUND, r, tuple(pts))
+
+
+def run_engine(session, image):
+    """What the GUI's worker does, synchronously: compute the current stroke list and hand the result back."""
+    assert session.needs_engine
+    return session.apply_result(session.generation, fake_engine(image).update(session.strokes))
+
+
+@pytest.fixture
+def ws(tmp_path):
+    w = make_workspace(tmp_path / "ws")
+    yield w
+    w.close()
+
+
+def test_mask_diff_is_sparse_and_reversible():
+    a = np.zeros((H, W), np.uint8)
+    b = a.copy()
+    b[10:12, 20:25] = 1
+    d = MaskDiff.between(a, b)
+    assert len(d) == 10 and d.old.tolist() == [0] * 10 and d.new.tolist() == [1] * 10
+    m = a.copy()
+    d.apply(m)
+    assert np.array_equal(m, b)
+    d.revert(m)
+    assert np.array_equal(m, a)
+
+
+def test_stroke_undo_redo_restores_every_mask_exactly(ws):
+    frame = ws.frames()[0]
+    image = ws.image(frame)
+    s = FrameSession.load(ws, frame)
+    assert s.status == "unlabeled" and s.settled and not s.needs_engine
+    masks = [s.mask.copy()]
+    strokes = [fg((40, 30), (42, 31)), bg((28, 25), (34, 25)), fg((10, 50)), bg((45, 30), r=2)]
+    for st in strokes:
+        change = s.add_stroke(st)
+        assert not s.settled and s.mask is not None
+        assert not s.apply_result(s.generation - 1, np.ones((H, W), np.uint8))  # stale: dropped
+        assert run_engine(s, image)
+        masks.append(s.mask.copy())
+        assert change.mask is not None and change.settled
+    assert s.status == "in_progress"
+    assert len({m.tobytes() for m in masks}) == len(masks)  # every stroke moved the mask
+    # the history holds differences, not copies: far less than one mask per step
+    assert 0 < s.history_nbytes() < len(strokes) * s.mask.nbytes
+    for k in range(len(strokes), 0, -1):
+        s.undo()
+        assert np.array_equal(s.mask, masks[k - 1]) and s.strokes == strokes[: k - 1] and s.settled
+    assert s.status == "unlabeled" and s.undo() is None
+    for k in range(1, len(strokes) + 1):
+        s.redo()
+        assert np.array_equal(s.mask, masks[k]) and s.strokes == strokes[:k]
+    assert s.redo() is None
+
+
+def test_late_result_after_undo_rebases_the_redo_chain(ws):
+    frame = ws.frames()[0]
+    image = ws.image(frame)
+    s = FrameSession.load(ws, frame)
+    a, b = fg((40, 30)), bg((10, 10), (30, 10))
+    s.add_stroke(a)
+    gen_a = s.generation
+    s.add_stroke(b)  # before A's result: A's result is now stale
+    assert not s.apply_result(gen_a, fake_engine(image).update([a]))
+    assert run_engine(s, image)
+    mask_ab = s.mask.copy()
+    s.undo()  # back to [A], which never got its mask
+    assert s.strokes == [a] and s.needs_engine
+    assert run_engine(s, image)
+    mask_a = s.mask.copy()
+    assert np.array_equal(mask_a, fake_engine(image).update([a]))
+    s.redo()
+    assert np.array_equal(s.mask, mask_ab) and s.settled
+    s.undo()
+    assert np.array_equal(s.mask, mask_a)
+
+
+def test_erase_reset_and_status_are_undoable(ws):
+    frame = ws.frames()[0]
+    image = ws.image(frame)
+    s = FrameSession.load(ws, frame)
+    strokes = [fg((40, 30), (44, 30)), bg((5, 5), (15, 5)), fg((70, 50))]
+    for st in strokes:
+        s.add_stroke(st)
+        run_engine(s, image)
+    before = s.mask.copy()
+    assert s.erase([(100, 100)], 2) is None  # off every stroke: nothing to do
+    change = s.erase([(10, 8), (12, 8)], 3)  # touches the background stroke only
+    assert change.removed == ((1, strokes[1]),) and s.strokes == [strokes[0], strokes[2]]
+    run_engine(s, image)
+    s.undo()
+    assert s.strokes == strokes and np.array_equal(s.mask, before)
+    s.redo()
+    run_engine(s, image) if s.needs_engine else None
+    s.undo()
+    s.reset()
+    assert s.strokes == [] and not s.mask.any() and s.settled
+    s.undo()
+    assert s.strokes == strokes and np.array_equal(s.mask, before)
+    s.set_status("done")
+    assert s.status == "done"
+    s.undo()
+    assert s.status == "in_progress"
+    assert s.set_status("in_progress") is None
+
+
+def test_time_spent_caps_idle_gaps(ws):
+    t = [100.0]
+    s = FrameSession.load(ws, ws.frames()[0], clock=lambda: t[0])
+    s.activity()
+    t[0] += 4.0
+    s.activity()
+    t[0] += 1000.0  # away for a long time: counts as the idle cap
+    s.activity()
+    s.pause()
+    t[0] += 50.0  # after pause, the next activity starts a new interval
+    s.activity()
+    assert s.pending_seconds == pytest.approx(4.0 + IDLE_CAP_S)
+
+
+def test_save_and_reload_restores_strokes_mask_status_time(ws):
+    frame = ws.frames()[1]
+    image = ws.image(frame)
+    t = [0.0]
+    s = FrameSession.load(ws, frame, clock=lambda: t[0])
+    s.activity()
+    s.add_stroke(fg((40, 30), (45, 32)))
+    assert not s.save(ws, "ann")  # unsettled: the stored mask must belong to the stored strokes
+    run_engine(s, image)
+    s.add_stroke(bg((3, 3), (20, 3), r=2.5))
+    run_engine(s, image)
+    t[0] += 7.5
+    s.activity()
+    assert s.save(ws, "ann") and not s.dirty
+    f = ws.frame(frame.id)
+    assert (f.status, f.source, f.annotator, f.n_strokes, f.seconds) == ("in_progress", "grabcut", "ann", 2, 7.5)
+    again = FrameSession.load(Workspace.open(ws.root), frame.id)
+    assert again.strokes == s.strokes and np.array_equal(again.mask, s.mask) and again.status == "in_progress"
+    assert again.settled and not again.needs_engine
+    assert again.prior is not None and np.array_equal(again.prior, s.mask)  # refinement continues from it
+
+
+def test_model_prediction_opens_as_starting_mask_and_prior(ws):
+    frame = ws.frames()[0]
+    image = ws.image(frame)
+    prob = np.zeros((H, W), np.float32)
+    prob[20:40, 30:50] = 0.9
+    prob[0:5, 0:5] = 0.3
+    ws.save_prediction(frame.id, "unet-b", prob, uncertainty=0.2)
+    s = FrameSession.load(ws, frame.id)
+    assert s.status == "prelabeled" and s.origin == "model" and s.source == "model"
+    assert np.array_equal(s.mask, (prob >= 0.5).astype(np.uint8)) and s.prior is not None
+    assert s.mask.sum() == 400
+    s.add_stroke(bg((35, 25), r=2))
+    run_engine(s, image)
+    s.save(ws, "ann")
+    assert ws.frame(frame.id).source == "model"
+    s.reset()  # back to the pre-annotation, not to nothing
+    assert np.array_equal(s.mask, (prob >= 0.5).astype(np.uint8))
+
+
+def test_controller_queue_filters_progress(ws):
+    c = Controller(ws)
+    assert [f.person_id for f in c.frames] == ["p1"] * 3 + ["p2"] * 2
+    first = c.next_todo()
+    assert first.id == c.frames[0].id
+    s = c.open(first.id)
+    s.set_status("done")
+    c.save(s)
+    assert c.progress()["labeled"] == 1 and c.progress()["unlabeled"] == 4 and c.progress()["total"] == 5
+    assert c.next_todo().id == c.frames[1].id
+    assert c.next_todo(-1).id == c.frames[4].id  # wraps around
+    assert [f.person_id for f in c.set_filter(person="p2")] == ["p2", "p2"]
+    assert len(c.set_filter(status="done")) == 1
+    with pytest.raises(KbhError, match="unknown status"):
+        c.set_filter(status="finished")
+
+
+def test_propagate_starts_next_frame_from_this_mask(ws):
+    c = Controller(ws, annotator="ann")
+    frames = ws.frames(sequence="s1")
+    s = c.open(frames[0].id)
+    s.add_stroke(fg((40, 30), r=4))
+    run_engine(s, ws.image(frames[0]))
+    s.set_status("done")
+    c.save(s)
+    nxt = c.propagate()
+    assert nxt.id == frames[1].id and nxt.status == "prelabeled"
+    assert ws.prediction(nxt.id).model == PROPAGATED_MODEL
+    s2 = c.open(nxt.id)
+    assert s2.origin == "propagated" and np.array_equal(s2.mask, s.mask) and np.array_equal(s2.prior > 0.5, s.mask)
+    s2.add_stroke(fg((10, 10)))
+    run_engine(s2, ws.image(nxt))
+    c.save(s2)
+    assert ws.frame(nxt.id).source == "propagated"
+    c.open(frames[0].id)
+    with pytest.raises(KbhError, match="not overwriting"):  # frame 1 now holds a person's work
+        c.propagate()
+    c.open(frames[2].id)
+    with pytest.raises(KbhError, match="last frame"):
+        c.propagate()
+
+
+def test_real_engine_end_to_end(ws):
+    pytest.importorskip("kbh.grabcut")
+    from kbh.grabcut import GrabCutSession
+
+    frame = ws.frames()[0]
+    image = ws.image(frame)
+    gt = (image.mean(axis=2) > 100).astype(np.uint8)
+    ys, xs = np.nonzero(gt)
+    cy, cx = int(ys.mean()), int(xs.mean())
+    s = FrameSession.load(ws, frame)
+    engine = GrabCutSession(image, prior=s.prior)
+    s.add_stroke(fg((cx - 3, cy), (cx + 3, cy), r=2))
+    s.apply_result(s.generation, engine.update(s.strokes))
+    s.add_stroke(bg((2, 2), (W - 3, 2), (W - 3, H - 3), (2, H - 3), (2, 2), r=2))
+    assert s.apply_result(s.generation, engine.update(s.strokes))
+    iou = (s.mask & gt).sum() / (s.mask | gt).sum()
+    assert iou > 0.8, iou
+    s.save(ws, "ann")
+    assert np.array_equal(ws.mask(frame.id), s.mask)
