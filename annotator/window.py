@@ -516,7 +516,8 @@ class AnnotatorWindow(QMainWindow):
         for act in self.shortcut_actions:
             keys = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in act.shortcuts())
             if keys:
-                rows.append((act.text().replace("&", ""), keys))
+                name = {id(self.act_undo): "Undo", id(self.act_redo): "Redo"}.get(id(act), act.text())
+                rows.append((name.replace("&", ""), keys))  # undo/redo texts name the step; help names the action
         return rows
 
     def show_help(self):

@@ -1,0 +1,236 @@
+"""The annotator's widgets, driven like a person would (pytest-qt, offscreen): strokes drawn with the mouse on the
+canvas viewport, the mask computed in the worker, undo/redo, frame switching, kill-and-reopen, settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+from PySide6.QtCore import QPoint, QPointF, QSettings, Qt  # noqa: E402
+from PySide6.QtGui import QWheelEvent  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from annotator.window import AnnotatorWindow  # noqa: E402
+from kbh.workspace import Workspace  # noqa: E402
+from tests.test_annotator_session import fake_engine, make_workspace  # noqa: E402
+
+
+@pytest.fixture
+def ws_path(tmp_path):
+    make_workspace(tmp_path / "ws").close()
+    return tmp_path / "ws"
+
+
+@pytest.fixture
+def open_window(qtbot, tmp_path):
+    """Factory: a shown window on a workspace path, with its own settings file (never the user's)."""
+    made = []
+
+    def make(path, engine_factory=fake_engine, register=True):
+        settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+        win = AnnotatorWindow(Workspace.open(path), settings=settings, engine_factory=engine_factory,
+                              annotator="tester")
+        if register:
+            qtbot.addWidget(win)
+        win.resize(900, 600)
+        win.show()
+        qtbot.waitExposed(win)
+        made.append(win)
+        return win
+
+    yield make
+    for win in made:
+        win.worker.stop()
+
+
+def view_pos(win, x, y) -> QPoint:
+    """Viewport position of image pixel (x, y)."""
+    return win.canvas.mapFromScene(QPointF(x + 0.5, y + 0.5))
+
+
+def draw(qtbot, win, points, button=Qt.MouseButton.LeftButton):
+    vp = win.canvas.viewport()
+    qtbot.mousePress(vp, button, pos=view_pos(win, *points[0]))
+    for p in points[1:]:
+        qtbot.mouseMove(vp, pos=view_pos(win, *p))
+    qtbot.mouseRelease(vp, button, pos=view_pos(win, *points[-1]))
+
+
+def wait_saved(qtbot, win):
+    qtbot.waitUntil(lambda: win.session.settled and not win.session.dirty, timeout=10000)
+
+
+def test_draw_undo_redo_switch_frames(qtbot, open_window, ws_path):
+    win = open_window(ws_path)
+    s = win.session
+    fid = s.frame_id
+    assert win.table.rowCount() == 5 and not s.mask.any()
+    win.set_radius(3)
+    draw(qtbot, win, [(30, 28), (35, 29), (40, 30), (45, 30)])  # foreground over the blob
+    assert s.strokes and s.strokes[0].label == 1 and len(s.strokes[0].points) >= 2
+    wait_saved(qtbot, win)
+    after_fg = s.mask.copy()
+    assert after_fg.sum() > 100 and s.status == "in_progress"
+    assert np.array_equal(win.ws.mask(fid), after_fg)  # autosaved
+    assert win.table.item(0, 3).text() == "in progress"
+    draw(qtbot, win, [(5, 50), (20, 50)], button=Qt.MouseButton.RightButton)  # right button = background
+    wait_saved(qtbot, win)
+    draw(qtbot, win, [(8, 8)])  # a click is a dot stroke (foreground on the background)
+    wait_saved(qtbot, win)
+    assert [st.label for st in s.strokes] == [1, 0, 1]
+    after_all = s.mask.copy()
+    assert not np.array_equal(after_all, after_fg)
+    stack = win.undo_stack()
+    assert stack.count() == 3 and "stroke" in stack.undoText().lower()
+    win.act_undo.trigger()
+    win.act_undo.trigger()
+    wait_saved(qtbot, win)
+    assert len(s.strokes) == 1 and np.array_equal(s.mask, after_fg)
+    assert np.array_equal(win.ws.mask(fid), after_fg) and win.ws.frame(fid).n_strokes == 1
+    win.act_redo.trigger()
+    win.act_redo.trigger()
+    wait_saved(qtbot, win)
+    assert len(s.strokes) == 3 and np.array_equal(s.mask, after_all)
+    # switch to another frame and back: each frame keeps its own history
+    win.go_todo(1)
+    other = win.session
+    assert other.frame_id != fid and win.undo_stack().count() == 0 and not other.strokes
+    draw(qtbot, win, [(40, 30), (41, 31)])
+    wait_saved(qtbot, win)
+    win.go_neighbour(-1)
+    assert win.session is s and win.undo_stack().count() == 3 and win.undo_stack().canUndo()
+    assert len(win.canvas._strokes_items) == 3
+
+
+def test_kill_and_reopen_keeps_the_work(qtbot, open_window, ws_path):
+    win = open_window(ws_path, register=False)
+    first = win.session
+    draw(qtbot, win, [(30, 30), (45, 30)])
+    wait_saved(qtbot, win)
+    draw(qtbot, win, [(3, 3), (3, 40)], button=Qt.MouseButton.RightButton)
+    wait_saved(qtbot, win)
+    win.act_done.trigger()
+    wait_saved(qtbot, win)
+    win.go_todo(1)
+    second = win.session
+    win.set_tool("background")
+    draw(qtbot, win, [(38, 30), (42, 30)])
+    wait_saved(qtbot, win)
+    expected = {first.frame_id: (first.mask.copy(), list(first.strokes), "done"),
+                second.frame_id: (second.mask.copy(), list(second.strokes), "in_progress")}
+    # kill: no close handlers, no final save; the worker thread is only stopped so the test ends cleanly
+    win.autosave_timer.stop()
+    win.worker.stop()
+    win.hide()
+    del win
+    again = open_window(ws_path)
+    for fid, (mask, strokes, status) in expected.items():
+        again.open_frame(fid)
+        s = again.session
+        assert s.strokes == strokes and np.array_equal(s.mask, mask) and s.status == status
+        assert s.settled and not s.needs_engine
+        assert len(again.canvas._strokes_items) == len(strokes)
+    # work goes on after reopening: a new stroke refines the restored frame
+    again.open_frame(second.frame_id)
+    draw(qtbot, again, [(10, 10)])
+    wait_saved(qtbot, again)
+    assert again.ws.frame(second.frame_id).n_strokes == len(expected[second.frame_id][1]) + 1
+
+
+def test_real_engine_in_the_worker(qtbot, open_window, ws_path):
+    pytest.importorskip("kbh.grabcut")
+    win = open_window(ws_path, engine_factory=None)  # the real GrabCut engine
+    s = win.session
+    image = win.ws.image(s.frame_id)
+    gt = image.mean(axis=2) > 100
+    ys, xs = np.nonzero(gt)
+    cy, cx = int(ys.mean()), int(xs.mean())
+    win.set_radius(2)
+    draw(qtbot, win, [(cx - 4, cy), (cx + 4, cy)])
+    wait_saved(qtbot, win)
+    draw(qtbot, win, [(2, 2), (77, 2), (77, 57), (2, 57), (2, 2)], button=Qt.MouseButton.RightButton)
+    wait_saved(qtbot, win)
+    iou = (s.mask.astype(bool) & gt).sum() / (s.mask.astype(bool) | gt).sum()
+    assert iou > 0.8, iou
+    assert np.array_equal(win.ws.mask(s.frame_id), s.mask)
+
+
+def test_tools_view_filters_help_and_settings(qtbot, open_window, ws_path):
+    win = open_window(ws_path)
+    s = win.session
+    draw(qtbot, win, [(30, 30), (45, 30)])
+    wait_saved(qtbot, win)
+    draw(qtbot, win, [(5, 5), (20, 5)], button=Qt.MouseButton.RightButton)
+    wait_saved(qtbot, win)
+    win.act_eraser.trigger()
+    assert win.canvas.tool == "eraser"
+    draw(qtbot, win, [(12, 3), (12, 8)])  # crosses the background stroke only
+    wait_saved(qtbot, win)
+    assert [st.label for st in s.strokes] == [1]
+    win.act_undo.trigger()
+    wait_saved(qtbot, win)
+    assert [st.label for st in s.strokes] == [1, 0]
+    # brush size and cursor, opacity, overlay toggle, zoom
+    win.set_radius(4)
+    next(a for a in win.shortcut_actions if a.text() == "Larger brush").trigger()
+    assert win.canvas.radius == pytest.approx(5.0) and win.radius_box.value() == pytest.approx(5.0)
+    qtbot.mouseMove(win.canvas.viewport(), pos=view_pos(win, 40, 30))
+    assert win.canvas._cursor.isVisible() and win.canvas._cursor.rect().width() == pytest.approx(10.0)
+    win.set_opacity(0.7)
+    assert win.canvas._fill_item.opacity() == pytest.approx(0.7) and win.opacity_slider.value() == 70
+    win.act_overlay.trigger()
+    assert not win.canvas.overlay_visible and not win.canvas._fill_item.isVisible()
+    win.act_overlay.trigger()
+    assert win.canvas._fill_item.isVisible()
+    z = win.canvas.zoom()
+    vp = win.canvas.viewport()
+    pos = QPointF(view_pos(win, 40, 30))
+    wheel = QWheelEvent(pos, QPointF(vp.mapToGlobal(pos.toPoint())), QPoint(0, 0), QPoint(0, 240),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(vp, wheel)
+    assert win.canvas.zoom() == pytest.approx(z * 1.5625)
+    win.canvas.fit()
+    assert win.canvas.zoom() == pytest.approx(z)
+    # filters and progress
+    win.person_filter.setCurrentIndex(win.person_filter.findData("p2"))
+    assert win.table.rowCount() == 2 and {win.table.item(r, 1).text() for r in range(2)} == {"p2"}
+    win.person_filter.setCurrentIndex(0)
+    win.act_done.trigger()
+    wait_saved(qtbot, win)
+    assert win.progress.value() == 1 and win.progress.maximum() == 5
+    win.status_filter.setCurrentIndex(win.status_filter.findData("done"))
+    assert win.table.rowCount() == 1
+    win.status_filter.setCurrentIndex(0)
+    # help lists the shortcuts shown in the menus
+    win.show_help()
+    keys = dict(win.shortcut_table())
+    assert keys["Undo"] == "Ctrl+Z" and keys["Mark done"] == "D" and keys["Foreground brush (hand)"] == "F"
+    assert keys["Keyboard shortcuts"] == "F1" and win.help_dialog.table.rowCount() == len(keys)
+    win.help_dialog.close()
+    # a single-key shortcut reaches its action from the keyboard
+    win.activateWindow()
+    win.canvas.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is not None)
+    qtbot.keyClick(win.canvas, Qt.Key.Key_B)
+    assert win.canvas.tool == "background" and win.act_bg.isChecked()
+    # settings survive a clean close
+    win.close()
+    again = open_window(ws_path)
+    assert again.canvas.radius == pytest.approx(5.0) and again.canvas.opacity == pytest.approx(0.7)
+
+
+def test_propagate_to_next_frame(qtbot, open_window, ws_path):
+    win = open_window(ws_path)
+    first = win.session
+    draw(qtbot, win, [(30, 30), (45, 30)])
+    wait_saved(qtbot, win)
+    win.act_propagate.trigger()
+    nxt = win.session
+    assert nxt.frame_id != first.frame_id and first.status == "done"
+    assert nxt.origin == "propagated" and np.array_equal(nxt.mask, first.mask)
+    assert win.ws.frame(nxt.frame_id).status == "prelabeled"
+    draw(qtbot, win, [(10, 50)], button=Qt.MouseButton.RightButton)
+    wait_saved(qtbot, win)
+    f = win.ws.frame(nxt.frame_id)
+    assert (f.status, f.source, f.n_strokes) == ("in_progress", "propagated", 1)
