@@ -128,6 +128,8 @@ class ShardWriter:
         f.attrs.update({"schema_version": SCHEMA_VERSION, "split": self.split, "manifest_id": self.manifest_id,
                         "source": self.source, "height": h, "width": w})
         self._file, self._i = f, 0
+        self._images, self._masks = f["images"], f["masks"]
+        self._columns = {name: [] for name in COLUMNS}
 
     def add(self, image: np.ndarray, mask: np.ndarray, frame_id: str, person_id: str, sequence_id: str,
             frame_index: int) -> None:
@@ -138,21 +140,20 @@ class ShardWriter:
             self._open_next()
         orig_h, orig_w = image.shape[:2]
         image, mask = resize_pair(image, mask, self.size)
-        f, i = self._file, self._i
-        f["images"][i] = image
-        f["masks"][i] = mask
-        f["frame_id"][i] = frame_id
-        f["person_id"][i] = person_id
-        f["sequence_id"][i] = sequence_id
-        f["frame_index"][i] = int(frame_index)
-        f["orig_height"][i] = orig_h
-        f["orig_width"][i] = orig_w
+        i = self._i
+        self._images[i] = image
+        self._masks[i] = mask
+        # The small columns are buffered and written once per file (per-element HDF5 writes are slow).
+        for name, value in zip(COLUMNS, (frame_id, person_id, sequence_id, int(frame_index), orig_h, orig_w)):
+            self._columns[name].append(value)
         self._i += 1
         self._written += 1
         if self._i == self._n:
             self._finish()
 
     def _finish(self) -> None:
+        for name, values in self._columns.items():
+            self._file[name][:] = values
         self._file.close()
         self._file = None
         self._stack.close()  # fsync + rename over the final name
@@ -240,6 +241,7 @@ class ShardReader:
         self.manifest_id = ids.pop()
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._files: list[h5py.File] | None = None
+        self._cols: list[dict] | None = None
         self._pid: int | None = None
 
     def __len__(self) -> int:
@@ -247,13 +249,17 @@ class ShardReader:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_files"], state["_pid"] = None, None  # h5py handles do not cross processes
+        state["_files"], state["_pid"], state["_cols"] = None, None, None  # h5py handles do not cross processes
         return state
 
     def _handles(self) -> list[h5py.File]:
         if self._files is None or self._pid != os.getpid():
             self._files = [h5py.File(p, "r") for p in self.paths]
             self._pid = os.getpid()
+            # The id columns are small (a few bytes a frame): read them once instead of per item.
+            self._cols = [{"frame_id": f["frame_id"].asstr()[:], "person_id": f["person_id"].asstr()[:],
+                           "sequence_id": f["sequence_id"].asstr()[:], "frame_index": f["frame_index"][:]}
+                          for f in self._files]
         return self._files
 
     def __getitem__(self, i: int) -> dict:
@@ -264,19 +270,20 @@ class ShardReader:
             raise IndexError(i)
         k = int(np.searchsorted(self._offsets, i, side="right") - 1)
         f, j = self._handles()[k], i - int(self._offsets[k])
+        cols = self._cols[k]
         return {
             "image": f["images"][j],
             "mask": f["masks"][j],
-            "frame_id": f["frame_id"].asstr()[j],
-            "person_id": f["person_id"].asstr()[j],
-            "sequence_id": f["sequence_id"].asstr()[j],
-            "frame_index": int(f["frame_index"][j]),
+            "frame_id": str(cols["frame_id"][j]),
+            "person_id": str(cols["person_id"][j]),
+            "sequence_id": str(cols["sequence_id"][j]),
+            "frame_index": int(cols["frame_index"][j]),
         }
 
     def close(self) -> None:
         for f in self._files or []:
             f.close()
-        self._files = None
+        self._files, self._cols = None, None
 
 
 # -- verification ----------------------------------------------------------------------------------------------
