@@ -201,3 +201,13 @@ def test_hgr1_import_split_verify(tmp_path, capsys):
         reader.close()
     # A hand and forearm in a photograph: neither nothing nor everything (inverted masks would give > 0.5).
     assert 0.03 < np.median(fractions) < 0.45 and min(fractions) > 0.005 and max(fractions) < 0.8
+
+
+def test_split_manifest_bad_inputs(tmp_path, capsys):
+    ws = make_ws(tmp_path / "ws", {"a": {"a1": 2}, "b": {"b1": 2}})
+    (tmp_path / "junk.json").write_text("[1, 2]")
+    rc, _, err = run(capsys, "split", ws, "--manifest", tmp_path / "junk.json", "--out", tmp_path / "o")
+    assert rc == 2 and "junk.json: not a kbh manifest" in err
+    rc, _, err = run(capsys, "split", ws, "--manifest", REPO / "data_manifests" / "kbh-2019.json",
+                     "--out", tmp_path / "o", "--no-progress")
+    assert rc == 2 and "none of the 4 workspace frames is listed in manifest kbh-2019" in err
