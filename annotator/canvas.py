@@ -17,6 +17,10 @@ from PySide6.QtWidgets import (QGraphicsEllipseItem, QGraphicsPathItem, QGraphic
 
 from kbh.strokes import BACKGROUND, FOREGROUND, Stroke
 
+from .qtcompat import immortalize_singletons
+
+immortalize_singletons()  # PySide6 6.12 on Python 3.11 leaks references to None/True/False
+
 TOOLS = ("foreground", "background", "eraser")
 FG_COLOR = QColor(40, 220, 60, 200)
 BG_COLOR = QColor(235, 50, 50, 200)

@@ -22,11 +22,14 @@ from .canvas import Canvas
 from .controller import Controller
 from .session import FrameSession
 from .worker import GrabCutWorker
+from .qtcompat import immortalize_singletons
+
+immortalize_singletons()  # PySide6 6.12 on Python 3.11 leaks references to None/True/False
 
 ORGANIZATION, APPLICATION = "kbh", "annotator"
 AUTOSAVE_MS = 500  # safety net; edits are saved as soon as their mask is in
 TIME_FLUSH_S = 10.0  # write the time spent at least this often while a frame is open
-COLUMNS = ("Frame", "Person", "Sequence", "Status", "Strokes", "Time")
+COLUMNS = ("Frame", "Status", "Person", "Sequence", "Strokes", "Time")
 
 
 class SessionCommand(QUndoCommand):
@@ -112,6 +115,7 @@ class AnnotatorWindow(QMainWindow):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
         layout.addWidget(self.table)
@@ -119,6 +123,7 @@ class AnnotatorWindow(QMainWindow):
         self.list_dock.setObjectName("frames_dock")
         self.list_dock.setWidget(panel)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.list_dock)
+        self.resizeDocks([self.list_dock], [440], Qt.Orientation.Horizontal)
 
     def _action(self, menu, text, shortcut, slot, checkable=False, tip=None):
         act = QAction(text, self)
@@ -163,6 +168,8 @@ class AnnotatorWindow(QMainWindow):
         for act in (self.act_fg, self.act_bg, self.act_eraser):
             group.addAction(act)
         self.act_fg.setChecked(True)
+        for act, short in ((self.act_fg, "Hand"), (self.act_bg, "Background"), (self.act_eraser, "Eraser")):
+            act.setIconText(short)  # toolbar label; the menu keeps the long text
         m.addSeparator()
         self._action(m, "Larger brush", "]", lambda: self.set_radius(self.canvas.radius * 1.25))
         self._action(m, "Smaller brush", "[", lambda: self.set_radius(self.canvas.radius / 1.25))
@@ -170,6 +177,7 @@ class AnnotatorWindow(QMainWindow):
         m = mb.addMenu("&View")
         self.act_overlay = self._action(m, "Show mask and strokes", "O", self.set_overlay_visible, True)
         self.act_overlay.setChecked(True)
+        self.act_overlay.setIconText("Overlay")
         self._action(m, "More opaque mask", ".", lambda: self.set_opacity(self.canvas.opacity + 0.1))
         self._action(m, "More transparent mask", ",", lambda: self.set_opacity(self.canvas.opacity - 0.1))
         m.addSeparator()
@@ -186,6 +194,7 @@ class AnnotatorWindow(QMainWindow):
         self.act_done = self._action(m, "Mark done", "D", lambda: self.mark("done"))
         self.act_reviewed = self._action(m, "Mark reviewed", "R", lambda: self.mark("reviewed"))
         self.act_propagate = self._action(m, "Propagate mask to next frame of sequence", "Ctrl+P", self.propagate)
+        self.act_propagate.setIconText("Propagate")
 
         m = mb.addMenu("&Help")
         self._action(m, "Keyboard shortcuts", "F1", self.show_help)
@@ -212,7 +221,7 @@ class AnnotatorWindow(QMainWindow):
         tb.addWidget(self.opacity_slider)
         tb.addAction(self.act_overlay)
         tb.addSeparator()
-        for act in (self.act_undo, self.act_redo, self.act_done, self.act_reviewed, self.act_propagate):
+        for act in (self.act_done, self.act_reviewed, self.act_propagate):
             tb.addAction(act)
         self.addToolBar(tb)
         self.toolbar = tb
@@ -263,7 +272,7 @@ class AnnotatorWindow(QMainWindow):
         session = self.controller.cached_session(f.id)
         status = session.status if session is not None else f.status
         n = len(session.strokes) if session is not None else f.n_strokes
-        values = (f.key, f.person_id, f.sequence_id, status.replace("_", " "), str(n), f"{f.seconds:.0f} s")
+        values = (f.key, status.replace("_", " "), f.person_id, f.sequence_id, str(n), f"{f.seconds:.0f} s")
         for col, text in enumerate(values):
             item = self.table.item(row, col)
             if item is None:
@@ -543,6 +552,7 @@ class HelpDialog(QDialog):
             table.setItem(r, 0, QTableWidgetItem(text))
             table.setItem(r, 1, QTableWidgetItem(keys))
         table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        table.horizontalHeader().setStretchLastSection(True)
         layout.addWidget(table)
         self.table = table
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
