@@ -1,0 +1,63 @@
+"""Synthetic data speed: rendering alone (one core), PNG encoding alone, and a whole `synthesize_workspace` run.
+
+    .venv/bin/python benchmarks/bench_synth.py [--persons 50 --sequences 5 --frames 50] [--size 230x306]
+
+The default workspace run is KBH-sized: 50 persons x 5 sequences x 50 frames = 12,500 frames at 230x306.
+Baseline in the same process: encoding the same frames as PNG (the part every import pays too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kbh.synth import _png, render_sequence, synthesize_workspace  # noqa: E402
+from kbh.workspace import Workspace  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--persons", type=int, default=50)
+    ap.add_argument("--sequences", type=int, default=5)
+    ap.add_argument("--frames", type=int, default=50)
+    ap.add_argument("--size", default="230x306")
+    ap.add_argument("--render-frames", type=int, default=1000)
+    args = ap.parse_args()
+    h, w = (int(x) for x in args.size.split("x"))
+    cv2.setNumThreads(1)  # one core
+
+    frames = []
+    t = time.perf_counter()
+    per_seq = 100
+    for seed in range(args.render_frames // per_seq):
+        frames += [img for img, _ in render_sequence(seed, per_seq, (h, w))]
+    render = time.perf_counter() - t
+    t = time.perf_counter()
+    for img in frames:
+        _png(img)
+    encode = time.perf_counter() - t
+    n = len(frames)
+    print(f"render    {n} frames {h}x{w}: {n / render:7.1f} frames/s (one core, incl. per-sequence scene setup)")
+    print(f"png only  {n} frames {h}x{w}: {n / encode:7.1f} frames/s (baseline: encoding alone)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with Workspace.init(Path(tmp) / "ws") as ws:
+            s = synthesize_workspace(ws, args.persons, args.sequences, args.frames, size=(h, w), seed=0,
+                                     progress=False)
+        size_mb = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file()) / 1e6
+    print(f"workspace {s['frames']} frames ({s['persons']} persons x {args.sequences} x {args.frames}): "
+          f"{s['seconds']:.1f} s, {s['frames'] / s['seconds']:.1f} frames/s, {size_mb:.0f} MB on disk "
+          f"(render + 2 PNG encodes + 2 fsynced files + SQLite per frame)")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
