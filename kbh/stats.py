@@ -122,7 +122,7 @@ def format_stats(s: dict) -> str:
                 for attr, values in s[key].items():
                     lines.append(f"    {attr}: " + ", ".join(f"{v} {n}" for v, n in values.items()))
     else:
-        lines.append(f"shards {s['path']}: {s['frames']} frames of {s['size'][1]}x{s['size'][0]}, "
+        lines.append(f"shards {s['path']}: {s['frames']} frames of {s['size'][0]}x{s['size'][1]} (HxW), "
                      f"{s['persons']} persons" + (f", manifest {s['manifest_id']}" if s.get("manifest_id") else ""))
         for name, sp in sorted(s["splits"].items(), key=lambda kv: ("train", "val", "test").index(kv[0])
                                if kv[0] in ("train", "val", "test") else 9):
