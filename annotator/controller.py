@@ -18,8 +18,9 @@ MAX_SESSIONS = 32  # frames whose undo history stays in memory (least recently o
 
 
 class Controller:
-    def __init__(self, ws: Workspace, annotator: str | None = None, clock=time.monotonic):
+    def __init__(self, ws: Workspace, annotator: str | None = None, clock=time.monotonic, writer=None):
         self.ws = ws
+        self.writer = writer  # None: write snapshots here and now; else a callable taking one (the GUI's saver)
         self.annotator = annotator
         self.clock = clock
         self.status_filter: str | None = None
@@ -127,10 +128,16 @@ class Controller:
         session = session or self.session
         if session is None:
             return False
-        wrote = session.save(self.ws, self.annotator, force_time=force_time)
-        if wrote:
-            self.refresh_frame(session.frame_id)
-        return wrote
+        job = session.snapshot(self.annotator, force_time=force_time)
+        if job is None:
+            return False
+        if self.writer is not None:
+            self.writer(job)
+            return True
+        fid = job.pop("frame_id")
+        self.ws.save_annotation(fid, **job)
+        self.refresh_frame(fid)
+        return True
 
     def image(self, frame_id: int) -> np.ndarray:
         return self.ws.image(frame_id)

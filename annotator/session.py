@@ -83,6 +83,7 @@ class FrameSession:
     clock: object = time.monotonic
     generation: int = 0  # bumped by every change of the stroke list
     dirty: bool = False  # something not yet written to the workspace
+    mask_version: int = 0  # bumped whenever the mask's pixels change (views redraw only then)
     base_settled: bool = True  # the state before any change has its mask (False: strokes loaded without mask)
 
     def __post_init__(self):
@@ -224,6 +225,7 @@ class FrameSession:
             self.status = change.status[1] if forward else change.status[0]
         if change.mask is not None:
             (change.mask.apply if forward else change.mask.revert)(self.mask)
+            self.mask_version += 1
         if change.touches_strokes:
             self.generation += 1
         self.dirty = True
@@ -250,6 +252,7 @@ class FrameSession:
             self._rebase_next(self.mask, mask)
             owner.mask, owner.settled = diff, True
             diff.apply(self.mask)
+        self.mask_version += 1
         self.dirty = True
         return True
 
@@ -279,17 +282,26 @@ class FrameSession:
         return self._pending_seconds
 
     # -- saving ------------------------------------------------------------------------------------------------
-    def save(self, ws: Workspace, annotator: str | None = None, force_time: bool = False) -> bool:
-        """Write what changed (mask, strokes, status, source, time) in one workspace call. Only a settled state
-        is written, so the stored mask always belongs to the stored strokes. Returns True if it wrote."""
+    def snapshot(self, annotator: str | None = None, force_time: bool = False) -> dict | None:
+        """What to write now, as keyword arguments of `Workspace.save_annotation` (plus frame_id), or None.
+
+        Only a settled state is written, so the stored mask always belongs to the stored strokes. Taking a
+        snapshot marks the session clean and hands over the time spent so far; the mask is copied, so the
+        snapshot can be written on another thread while the person goes on."""
         if self.dirty and self.settled:
             seconds, self._pending_seconds = self._pending_seconds, 0.0
-            ws.save_annotation(self.frame_id, mask=self.mask, strokes=list(self.strokes), status=self.status,
-                               source=self.source, annotator=annotator, add_seconds=seconds)
             self.dirty = False
-            return True
+            return dict(frame_id=self.frame_id, mask=self.mask.copy(), strokes=list(self.strokes),
+                        status=self.status, source=self.source, annotator=annotator, add_seconds=seconds)
         if force_time and self._pending_seconds > 0:
             seconds, self._pending_seconds = self._pending_seconds, 0.0
-            ws.save_annotation(self.frame_id, add_seconds=seconds)
-            return True
-        return False
+            return dict(frame_id=self.frame_id, add_seconds=seconds)
+        return None
+
+    def save(self, ws: Workspace, annotator: str | None = None, force_time: bool = False) -> bool:
+        """Write what changed (mask, strokes, status, source, time) in one workspace call; True if it wrote."""
+        job = self.snapshot(annotator, force_time)
+        if job is None:
+            return False
+        ws.save_annotation(job.pop("frame_id"), **job)
+        return True

@@ -20,6 +20,7 @@ from kbh.workspace import STATUSES, Workspace
 
 from .canvas import Canvas
 from .controller import Controller
+from .saver import Saver
 from .session import FrameSession
 from .worker import GrabCutWorker
 from .qtcompat import immortalize_singletons
@@ -58,7 +59,12 @@ class AnnotatorWindow(QMainWindow):
         self.setWindowTitle(f"kbh annotate — {ws.root}")
         self.ws = ws
         self.settings = settings if settings is not None else QSettings(ORGANIZATION, APPLICATION)
-        self.controller = Controller(ws, annotator=annotator)
+        self.saver = Saver(ws.root)
+        self.saver.saved.connect(self._on_saved)
+        self.saver.failed.connect(self._on_save_failed)
+        self.saver.start()
+        self._acked = 0  # snapshots the saver has acknowledged (written or failed)
+        self.controller = Controller(ws, annotator=annotator, writer=self.saver.submit)
         self.worker = GrabCutWorker(engine_factory)
         self.worker.resultReady.connect(self.on_result)
         self.worker.failed.connect(self.on_failed)
@@ -67,6 +73,8 @@ class AnnotatorWindow(QMainWindow):
         self.undo_group = QUndoGroup(self)
         self._stacks: dict[int, tuple[FrameSession, QUndoStack]] = {}
         self._image = None
+        self._shown_mask = None  # (frame id, session id, mask version) on the canvas
+        self._closed = False
         self._last_time_flush = time.monotonic()
 
         self.canvas = Canvas(self)
@@ -319,6 +327,8 @@ class AnnotatorWindow(QMainWindow):
 
     # -- frames ------------------------------------------------------------------------------------------------
     def open_frame(self, frame_id: int) -> FrameSession:
+        if self.controller.cached_session(frame_id) is None:
+            self.saver.wait_idle()  # it loads from the workspace: let queued writes land first
         previous = self.controller.current
         session = self.controller.open(frame_id)
         if previous is not None and previous.id != frame_id:
@@ -333,7 +343,7 @@ class AnnotatorWindow(QMainWindow):
         self._forget_dropped_stacks()
         self._image = self.controller.image(frame_id)
         self.canvas.set_image(self._image)
-        self.refresh_canvas(session)
+        self.refresh_canvas(session, force=True)
         if session.needs_engine:
             self.submit(session)
         self._select_current_row()
@@ -397,6 +407,7 @@ class AnnotatorWindow(QMainWindow):
             return
         if s.status not in ("done", "reviewed"):
             self.push(s, s.set_status("done"))  # propagating says this frame is finished
+        self.saver.wait_idle()
         try:
             nxt = self.controller.propagate()
         except KbhError as e:
@@ -418,8 +429,11 @@ class AnnotatorWindow(QMainWindow):
             self.save(session)
         self._update_row(session.frame_id)
 
-    def refresh_canvas(self, session: FrameSession):
-        self.canvas.set_mask(session.mask)
+    def refresh_canvas(self, session: FrameSession, force: bool = False):
+        shown = (session.frame_id, id(session), session.mask_version)
+        if force or shown != self._shown_mask:  # a new stroke leaves the mask as it is until its result
+            self.canvas.set_mask(session.mask)
+            self._shown_mask = shown
         self.canvas.set_strokes(session.strokes)
 
     def submit(self, session: FrameSession):
@@ -432,7 +446,7 @@ class AnnotatorWindow(QMainWindow):
         if session is None or not session.apply_result(generation, mask):
             return  # stale: a newer stroke list is on its way
         if self.controller.current is not None and frame_id == self.controller.current.id:
-            self.canvas.set_mask(session.mask)
+            self.refresh_canvas(session)
         self.save(session)
 
     def on_failed(self, frame_id: int, generation: int, message: str) -> None:
@@ -448,15 +462,30 @@ class AnnotatorWindow(QMainWindow):
 
     # -- saving ------------------------------------------------------------------------------------------------
     def save(self, session: FrameSession, force_time: bool = False) -> None:
-        try:
-            wrote = self.controller.save(session, force_time=force_time)
-        except (KbhError, OSError) as e:
-            self.statusBar().showMessage(f"could not save: {e}", 10000)
-            return
-        if wrote:
-            self._update_row(session.frame_id)
-            self.update_progress()
-            self._update_frame_label()
+        """Queue the session's unsaved state for the saver thread (no-op when there is none)."""
+        self.controller.save(session, force_time=force_time)
+
+    def all_saved(self) -> bool:
+        """Every edit so far is in the workspace: nothing unsettled or unsaved, nothing queued."""
+        sessions = [self.controller.cached_session(fid) for fid in self._stacks]
+        return (all(s is None or (s.settled and not s.dirty) for s in sessions)
+                and self._acked == self.saver.submitted and self.saver.is_idle())
+
+    def _on_saved(self, frame_id: int, n: int):
+        self._acked += n
+        if self._closed:
+            return  # a write acknowledged after the window closed: nothing left to show
+        self.controller.refresh_frame(frame_id)
+        self._update_row(frame_id)
+        self.update_progress()
+        self._update_frame_label()
+
+    def _on_save_failed(self, frame_id: int, n: int, message: str):
+        self._acked += n
+        s = self.controller.cached_session(frame_id)
+        if s is not None:
+            s.dirty = True  # retried by the autosave timer
+        self.statusBar().showMessage(f"could not save frame {frame_id}: {message}", 10000)
 
     def autosave(self):
         """Timer: anything settled and unsaved goes to the workspace; the time spent every few seconds."""
@@ -481,6 +510,8 @@ class AnnotatorWindow(QMainWindow):
         self.flush()
         self.save_settings()
         self.worker.stop()
+        self.saver.stop(drain=True)
+        self._closed = True
         super().closeEvent(event)
 
     # -- view settings -----------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from PySide6.QtCore import QPoint, QPointF, QSettings, Qt  # noqa: E402
 from PySide6.QtGui import QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from annotator.window import AnnotatorWindow  # noqa: E402
+from annotator.window import COLUMNS, AnnotatorWindow  # noqa: E402
 from kbh.workspace import Workspace  # noqa: E402
 from tests.test_annotator_session import fake_engine, make_workspace  # noqa: E402
 
@@ -42,6 +42,7 @@ def open_window(qtbot, tmp_path):
     yield make
     for win in made:
         win.worker.stop()
+        win.saver.stop(drain=False)
 
 
 def view_pos(win, x, y) -> QPoint:
@@ -58,7 +59,7 @@ def draw(qtbot, win, points, button=Qt.MouseButton.LeftButton):
 
 
 def wait_saved(qtbot, win):
-    qtbot.waitUntil(lambda: win.session.settled and not win.session.dirty, timeout=10000)
+    qtbot.waitUntil(win.all_saved, timeout=10000)
 
 
 def test_draw_undo_redo_switch_frames(qtbot, open_window, ws_path):
@@ -73,7 +74,7 @@ def test_draw_undo_redo_switch_frames(qtbot, open_window, ws_path):
     after_fg = s.mask.copy()
     assert after_fg.sum() > 100 and s.status == "in_progress"
     assert np.array_equal(win.ws.mask(fid), after_fg)  # autosaved
-    assert win.table.item(0, 3).text() == "in progress"
+    assert win.table.item(0, COLUMNS.index("Status")).text() == "in progress"
     draw(qtbot, win, [(5, 50), (20, 50)], button=Qt.MouseButton.RightButton)  # right button = background
     wait_saved(qtbot, win)
     draw(qtbot, win, [(8, 8)])  # a click is a dot stroke (foreground on the background)
@@ -122,6 +123,7 @@ def test_kill_and_reopen_keeps_the_work(qtbot, open_window, ws_path):
     # kill: no close handlers, no final save; the worker thread is only stopped so the test ends cleanly
     win.autosave_timer.stop()
     win.worker.stop()
+    win.saver.stop(drain=False)
     win.hide()
     del win
     again = open_window(ws_path)
@@ -178,11 +180,14 @@ def test_tools_view_filters_help_and_settings(qtbot, open_window, ws_path):
     qtbot.mouseMove(win.canvas.viewport(), pos=view_pos(win, 40, 30))
     assert win.canvas._cursor.isVisible() and win.canvas._cursor.rect().width() == pytest.approx(10.0)
     win.set_opacity(0.7)
-    assert win.canvas._fill_item.opacity() == pytest.approx(0.7) and win.opacity_slider.value() == 70
+    assert win.opacity_slider.value() == 70
+    fill_alpha = win.canvas._overlay_item.pixmap().toImage().pixelColor(*[int(v) for v in np.argwhere(
+        win.canvas._overlay_values == 1)[0][::-1]]).alpha()
+    assert fill_alpha == pytest.approx(0.7 * 255, abs=2)
     win.act_overlay.trigger()
-    assert not win.canvas.overlay_visible and not win.canvas._fill_item.isVisible()
+    assert not win.canvas.overlay_visible and not win.canvas._overlay_item.isVisible()
     win.act_overlay.trigger()
-    assert win.canvas._fill_item.isVisible()
+    assert win.canvas._overlay_item.isVisible()
     z = win.canvas.zoom()
     vp = win.canvas.viewport()
     pos = QPointF(view_pos(win, 40, 30))
@@ -194,7 +199,7 @@ def test_tools_view_filters_help_and_settings(qtbot, open_window, ws_path):
     assert win.canvas.zoom() == pytest.approx(z)
     # filters and progress
     win.person_filter.setCurrentIndex(win.person_filter.findData("p2"))
-    assert win.table.rowCount() == 2 and {win.table.item(r, 1).text() for r in range(2)} == {"p2"}
+    assert win.table.rowCount() == 2 and {win.table.item(r, COLUMNS.index("Person")).text() for r in range(2)} == {"p2"}
     win.person_filter.setCurrentIndex(0)
     win.act_done.trigger()
     wait_saved(qtbot, win)

@@ -81,7 +81,7 @@ def annotate(app, win, masks_dir: Path, frame, done: bool):
     fg, loop, near = scribbles(hand)
     radius = max(3.0, min(hand.shape) / 80)
     win.set_radius(radius)
-    settled = lambda: win.session.settled and not win.session.dirty  # noqa: E731
+    settled = win.all_saved
     draw(win, fg)
     wait(app, settled)
     for run in loop:
