@@ -279,3 +279,11 @@ def test_real_engine_end_to_end(ws):
     assert iou > 0.8, iou
     s.save(ws, "ann")
     assert np.array_equal(ws.mask(frame.id), s.mask)
+
+
+def test_annotate_command_refuses_a_folder_that_is_no_workspace(tmp_path, capsys):
+    from kbh.cli import main
+
+    assert main(["annotate", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kbh: error: ") and "not a kbh workspace" in err and len(err.strip().splitlines()) == 1
