@@ -3,8 +3,9 @@
     xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python docs/screenshots/make_screenshots.py WS HGR1_MASKS OUT
 
 WS is a workspace imported from ../shared/data/hgr1/images (no masks). The strokes are placed the way a person
-would (a short foreground stroke inside the hand, background strokes around it), using the data set's own masks
-only to know where the hand is; every mask shown is computed by the GrabCut engine in the app's worker.
+would (a short foreground stroke inside the hand, background strokes around it, then up to four corrections
+where the mask is still wrong, chosen by kbh.simulate), using the data set's own masks only to know where the
+hand is; every mask shown is computed by the GrabCut engine in the app's worker.
 """
 
 from __future__ import annotations
@@ -89,6 +90,19 @@ def annotate(app, win, masks_dir: Path, frame, done: bool):
         wait(app, settled)
     for p in near:
         draw(win, [p, (p[0] + 6, p[1] + 4)], Qt.MouseButton.RightButton)
+        wait(app, settled)
+    # then corrections where the mask is still wrong, as a person would (the simulated annotator's choice)
+    from kbh.simulate import next_stroke
+
+    for _ in range(4):
+        m = win.session.mask.astype(bool)
+        if (m & hand.astype(bool)).sum() / max(1, (m | hand.astype(bool)).sum()) > 0.93:
+            break
+        stroke = next_stroke(win.session.mask, hand, radius=radius, length=25)
+        if stroke is None:
+            break
+        button = Qt.MouseButton.LeftButton if stroke.label == 1 else Qt.MouseButton.RightButton
+        draw(win, list(stroke.points), button)
         wait(app, settled)
     if done:
         win.act_done.trigger()
