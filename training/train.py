@@ -175,6 +175,7 @@ def train(args) -> int:
                     dist.all_reduce(mean_loss)
                     mean_loss /= world
                 if not torch.isfinite(mean_loss):
+                    bar.close()
                     kept = f"last good checkpoint {run / 'last.pt'} kept" if last_good else "no checkpoint was saved yet"
                     raise KbhError(f"loss is {mean_loss.item()} at step {step + 1} (lr {scheduler.get_last_lr()[0]:.3g}); "
                                    f"stopping, {kept}. Try a lower --lr.")
