@@ -102,7 +102,8 @@ class Controller:
         while len(self._sessions) > MAX_SESSIONS:
             old_id, old = next(iter(self._sessions.items()))
             if old_id == frame_id or (old.dirty and not old.settled):
-                break  # never drop unsaved work; it goes once its engine result is in
+                break  # never drop work still waiting for its mask; it goes once its engine result is in
+            self.save(old, force_time=True)
             self._sessions.popitem(last=False)
         session.activity()
         return session

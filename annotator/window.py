@@ -11,7 +11,7 @@ import time
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoCommand, QUndoGroup, QUndoStack
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QDockWidget,
-                               QDoubleSpinBox, QHBoxLayout, QHeaderView, QLabel, QMainWindow, QMessageBox,
+                               QDoubleSpinBox, QHBoxLayout, QHeaderView, QLabel, QMainWindow,
                                QProgressBar, QSlider, QTableWidget, QTableWidgetItem, QToolBar, QVBoxLayout,
                                QWidget)
 
@@ -591,6 +591,3 @@ class HelpDialog(QDialog):
         layout.addWidget(buttons)
         self.resize(520, 560)
 
-
-def error_box(parent, message: str) -> None:
-    QMessageBox.critical(parent, "kbh annotate", message)
