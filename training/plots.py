@@ -32,7 +32,7 @@ def plot_curves(records: list[dict], path: str | Path) -> None:
     """Training loss (and LR) against step, validation mIoU against step."""
     train = [r for r in records if r.get("kind") == "train"]
     evals = [r for r in records if r.get("kind") == "eval"]
-    fig = Figure(figsize=(10, 4))
+    fig = Figure(figsize=(11, 4), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
     if train:
         steps = [r["step"] for r in train]
