@@ -101,6 +101,9 @@ def train(args) -> int:
             raise KbhError(f"{run}: already holds a run (last.pt); use --resume or another --out")
         if args.steps is None and args.epochs is None:
             raise KbhError("give a budget: --steps N or --epochs N")
+        for name in ("steps", "epochs", "batch", "iterations", "save_every", "log_every"):
+            if getattr(args, name) is not None and getattr(args, name) < 1:
+                raise KbhError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
         if not (args.lr > 0 and math.isfinite(args.lr)):
             raise KbhError(f"--lr {args.lr}: must be a positive number")
         run.mkdir(parents=True, exist_ok=True)
