@@ -5,27 +5,29 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from kbh.errors import KbhError
 from kbh.workspace import Workspace
 
 
 def run(workspace_path: str | Path, annotator: str | None = None, frame_key: str | None = None) -> int:
-    """Open the workspace in the annotation window and run the Qt event loop; returns the exit code."""
-    from PySide6.QtWidgets import QApplication
-
-    from .window import APPLICATION, ORGANIZATION, AnnotatorWindow
-
-    ws = Workspace.open(workspace_path)  # KbhError (one line) before any window if it is not a workspace
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setOrganizationName(ORGANIZATION)
-    app.setApplicationName(APPLICATION)
+    """Open the workspace in the annotation window and run the Qt event loop; returns the exit code.
+    Bad input (not a workspace, unknown frame) raises KbhError before any window opens."""
+    ws = Workspace.open(workspace_path)
     try:
-        window = AnnotatorWindow(ws, annotator=annotator)
+        frame = None
         if frame_key is not None:
             frame = ws.frame_by_key(frame_key)
             if frame is None:
-                from kbh.errors import KbhError
-
                 raise KbhError(f"{workspace_path}: no frame with key {frame_key!r}")
+        from PySide6.QtWidgets import QApplication
+
+        from .window import APPLICATION, ORGANIZATION, AnnotatorWindow
+
+        app = QApplication.instance() or QApplication(sys.argv[:1])
+        app.setOrganizationName(ORGANIZATION)
+        app.setApplicationName(APPLICATION)
+        window = AnnotatorWindow(ws, annotator=annotator)
+        if frame is not None:
             window.open_frame(frame.id)
         window.show()
         return app.exec()

@@ -287,3 +287,6 @@ def test_annotate_command_refuses_a_folder_that_is_no_workspace(tmp_path, capsys
     assert main(["annotate", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("kbh: error: ") and "not a kbh workspace" in err and len(err.strip().splitlines()) == 1
+    make_workspace(tmp_path / "ws").close()
+    assert main(["annotate", str(tmp_path / "ws"), "--frame", "p9_s9/00000"]) == 2
+    assert "no frame with key 'p9_s9/00000'" in capsys.readouterr().err
