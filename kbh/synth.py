@@ -63,8 +63,8 @@ _SKIN_ANCHORS = np.array([
 _LIGHTING = {  # brightness, colour cast (R, G, B)
     "bright": (1.08, (1.00, 1.00, 1.00)),
     "dim": (0.62, (1.04, 1.00, 0.92)),
-    "warm": (0.95, (1.10, 0.98, 0.82)),
-    "cool": (1.00, (0.90, 0.98, 1.10)),
+    "warm": (0.95, (1.07, 0.99, 0.86)),  # mild: cameras white-balance most of a cast away
+    "cool": (1.00, (0.94, 0.99, 1.06)),
 }
 
 
@@ -417,6 +417,7 @@ class _Hand:
         self.ring_fingers = sorted(rng.choice(4, size=int(rng.integers(1, 3)), replace=False))
         self.sleeve_at = rng.uniform(-3.2, -1.5)
         self.tattoo = (rng.uniform(-0.2, 0.2), rng.uniform(-2.4, -1.1), rng.uniform(0, 180))
+        self.tattoo_kind = int(rng.integers(3))  # a symbol, a band around the arm (like a bracelet, but skin), a star
 
     def draw(self, t, x, parts, acc, nails, ink):
         """Draw frame t with the wrist at column x: hand parts into `parts` (ids 1..), accessories into `acc`,
@@ -491,9 +492,20 @@ class _Hand:
         if "tattoo" in self.accessories:
             tu, tv, ang = self.tattoo
             c = wrist + arm_dir * (-tv) * W + arm_lat * tu * W
-            _ellipse(ink, c, (0.22 * W, 0.12 * W), ang, 1)
-            _ellipse(ink, c, (0.14 * W, 0.06 * W), ang, 0)
-            _capsule(ink, c - arm_dir * 0.3 * W, c + arm_dir * 0.3 * W, max(1.0, 0.05 * W), 1)
+            if self.tattoo_kind == 0:
+                _ellipse(ink, c, (0.22 * W, 0.12 * W), ang, 1)
+                _ellipse(ink, c, (0.14 * W, 0.06 * W), ang, 0)
+                _capsule(ink, c - arm_dir * 0.3 * W, c + arm_dir * 0.3 * W, max(1.0, 0.05 * W), 1)
+            elif self.tattoo_kind == 1:
+                c = wrist + arm_dir * (-tv) * W
+                half = arm_half(-tv)
+                for k in (-1, 1):
+                    o = arm_dir * k * 0.07 * W
+                    _capsule(ink, c + o - arm_lat * half, c + o + arm_lat * half, max(1.0, 0.05 * W), 1)
+            else:
+                a = np.radians(ang) + np.arange(10) * np.pi / 5
+                r = np.where(np.arange(10) % 2 == 0, 0.24, 0.1) * W
+                _poly(ink, np.stack([c[0] + r * np.cos(a), c[1] + r * np.sin(a)], 1), 1)
         if "sleeve" in self.accessories:
             c0 = wrist + arm_dir * (-self.sleeve_at) * W
             h0 = arm_half(-self.sleeve_at) + 0.12 * W
