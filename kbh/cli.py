@@ -14,7 +14,8 @@ from . import __version__
 from .errors import KbhError
 
 # Modules with `register(subparsers, bench_subparsers)`; each sets `func` on its parsers.
-COMMAND_MODULES = ("kbh.cli_dataset", "kbh.cli_split", "training.cli", "training.cli_predict", "annotator.cli")
+COMMAND_MODULES = ("kbh.cli_dataset", "kbh.cli_split", "training.cli", "training.cli_predict", "training.cli_models",
+                   "annotator.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

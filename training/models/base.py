@@ -78,4 +78,7 @@ def filled(like: torch.Tensor, shape: tuple[int, ...], init: str) -> torch.Tenso
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
     fill = torch.ones if init == "ones" else torch.zeros
-    return fill(shape, dtype=like.dtype, device=like.device)
+    t = fill(shape, dtype=like.dtype, device=like.device)
+    if len(shape) == 4 and like.dim() == 4 and not like.is_contiguous() and like.is_contiguous(memory_format=torch.channels_last):
+        t = t.contiguous(memory_format=torch.channels_last)  # keep a channels_last run free of layout copies
+    return t
