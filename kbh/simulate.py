@@ -53,7 +53,10 @@ def _distance_inside(region: np.ndarray) -> np.ndarray:
 def _stroke_in_region(region, same_class, label, radius, length) -> Stroke | None:
     d_region = _distance_inside(region)
     d_class = _distance_inside(same_class)  # distance to the other class of the ground truth
-    cy, cx = np.unravel_index(int(np.argmax(d_region)), region.shape)
+    # The farthest point; among ties (the ridge of an elongated region) the one nearest their centroid.
+    ty, tx = np.nonzero(d_region >= d_region.max() - 1e-3)
+    j = int(np.argmin((ty - ty.mean()) ** 2 + (tx - tx.mean()) ** 2))
+    cy, cx = int(ty[j]), int(tx[j])
     # A brush of radius r drawn as a thick line covers pixels up to r + 0.5 from its path; keep 1 px spare.
     r = min(float(radius), float(d_class[cy, cx]) - 1.5)
     if r < 1.0:

@@ -1,0 +1,148 @@
+"""The GrabCut engine: hard labels, determinism, quality on an easy image, priors, large frames, undo."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from kbh.grabcut import GrabCutSession, iou
+from kbh.imageio import binarize_mask, read_image, read_raw_mask
+from kbh.strokes import BACKGROUND, FOREGROUND, Stroke, hard_labels
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def blobs(h=120, w=160, seed=0):
+    """A noisy two-colour image: a skin-coloured ellipse (the 'hand') on a blue-grey background."""
+    rng = np.random.default_rng(seed)
+    gt = np.zeros((h, w), np.uint8)
+    cv2.ellipse(gt, (w // 2, h // 2), (w // 4, h // 3), 20, 0, 360, 1, -1)
+    image = np.where(gt[..., None] == 1, np.array([200, 150, 120]), np.array([60, 80, 110])).astype(np.float32)
+    image += rng.normal(0, 12, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8), gt
+
+
+def fg_stroke(gt):
+    d = cv2.distanceTransform(gt, cv2.DIST_L2, 5)
+    y, x = np.unravel_index(np.argmax(d), d.shape)
+    return Stroke(FOREGROUND, 4, ((x - 8, y), (x + 8, y)))
+
+
+def bg_stroke(gt):
+    return Stroke(BACKGROUND, 4, ((5, 5), (5, gt.shape[0] - 6)))
+
+
+def test_one_fg_and_one_bg_stroke_segment_two_blobs():
+    image, gt = blobs()
+    session = GrabCutSession(image)
+    mask = session.update([fg_stroke(gt), bg_stroke(gt)])
+    assert mask.shape == gt.shape and mask.dtype == np.uint8
+    assert set(np.unique(mask)) <= {0, 1}
+    assert iou(mask, gt) > 0.9
+    assert np.array_equal(session.mask, mask)
+
+
+def test_hard_labels_are_always_honoured():
+    image, gt = blobs()
+    # Deliberately wrong strokes: background inside the blob, hand outside it.
+    strokes = [fg_stroke(gt), bg_stroke(gt), Stroke(BACKGROUND, 3, ((80, 60), (90, 62))),
+               Stroke(FOREGROUND, 3, ((150, 10), (150, 30)))]
+    session = GrabCutSession(image)
+    for k in range(1, len(strokes) + 1):
+        mask = session.update(strokes[:k])
+        hard = hard_labels(strokes[:k], gt.shape)
+        assert np.array_equal(mask[hard >= 0], hard[hard >= 0]), f"after {k} strokes"
+    # ...also after an undo and on a fresh session given the whole list at once.
+    hard = hard_labels(strokes[:2], gt.shape)
+    assert np.array_equal(session.update(strokes[:2])[hard >= 0], hard[hard >= 0])
+    mask = GrabCutSession(image).update(strokes)
+    hard = hard_labels(strokes, gt.shape)
+    assert np.array_equal(mask[hard >= 0], hard[hard >= 0])
+
+
+def test_deterministic_for_same_inputs_and_history():
+    image, gt = blobs(seed=3)
+    strokes = [fg_stroke(gt), bg_stroke(gt), Stroke(FOREGROUND, 3, ((70, 40),))]
+    runs = []
+    for _ in range(2):
+        s = GrabCutSession(image, seed=7)
+        runs.append([s.update(strokes[:k]) for k in range(1, 4)])
+    for a, b in zip(*runs):
+        assert np.array_equal(a, b)
+
+
+def test_undo_returns_the_earlier_mask_exactly():
+    image, gt = blobs()
+    s = GrabCutSession(image)
+    a = s.update([fg_stroke(gt)])
+    b = s.update([fg_stroke(gt), bg_stroke(gt)])
+    assert np.array_equal(s.update([fg_stroke(gt)]), a)  # undo
+    assert np.array_equal(s.update([fg_stroke(gt), bg_stroke(gt)]), b)  # redo
+
+
+def test_no_strokes_or_only_background_strokes_give_background():
+    image, gt = blobs()
+    s = GrabCutSession(image)
+    assert s.mask is None
+    assert not s.update([]).any()
+    assert not s.update([bg_stroke(gt)]).any()
+    assert not s.update([bg_stroke(gt), Stroke(BACKGROUND, 6, ((80, 60), (100, 70)))]).any()
+
+
+def test_prior_only_update():
+    image, gt = blobs()
+    # A {0,1} prior shifted by a few pixels (the previous frame's mask): GrabCut snaps its band to the blob.
+    shifted = np.roll(gt, 4, axis=1).astype(np.float32)
+    mask = GrabCutSession(image, prior=shifted).update([])
+    assert iou(mask, gt) > 0.9 and iou(mask, gt) > iou(shifted, gt)
+    # A probability map whose confident pixels are right: the result keeps them.
+    prob = cv2.GaussianBlur(gt.astype(np.float32), (0, 0), 2)
+    mask = GrabCutSession(image, prior=prob).update([])
+    assert iou(mask, gt) > 0.9
+    assert mask[prob > 0.99].all() and not mask[prob < 0.01].any()
+
+
+def test_prior_must_match_the_image():
+    image, gt = blobs()
+    with pytest.raises(ValueError):
+        GrabCutSession(image, prior=np.zeros((10, 10), np.float32))
+    with pytest.raises(ValueError):
+        GrabCutSession(image, prior=gt.astype(np.float32) * 2)
+
+
+def test_large_frame_path_returns_full_resolution_binary_mask():
+    small, gt_small = blobs(90, 160)
+    image = cv2.resize(small, (1280, 720), interpolation=cv2.INTER_NEAREST)
+    gt = cv2.resize(gt_small, (1280, 720), interpolation=cv2.INTER_NEAREST)
+    session = GrabCutSession(image, max_side=400)
+    assert max(session.working_shape) == 400
+    strokes = [Stroke(FOREGROUND, 20, ((600, 360), (680, 360))), Stroke(BACKGROUND, 20, ((30, 30), (30, 690)))]
+    mask = session.update(strokes[:1])
+    mask = session.update(strokes)
+    assert mask.shape == (720, 1280) and mask.dtype == np.uint8
+    assert set(np.unique(mask)) <= {0, 1}
+    assert iou(mask, gt) > 0.9
+    hard = hard_labels(strokes, gt.shape)
+    assert np.array_equal(mask[hard >= 0], hard[hard >= 0])
+
+
+def test_bad_image_is_rejected():
+    with pytest.raises(ValueError):
+        GrabCutSession(np.zeros((10, 10), np.uint8))
+
+
+@pytest.mark.realdata
+def test_real_hgr1_frame_with_a_few_strokes():
+    images = DATA / "hgr1" / "images"
+    if not images.is_dir():
+        pytest.skip(f"real data not found at {DATA} (../shared/data beside the checkout)")
+    from kbh.simulate import simulate
+
+    name = "4_P_hgr1_id02_2"
+    image = read_image(images / f"{name}.jpg")
+    gt = binarize_mask(read_raw_mask(DATA / "hgr1" / "masks" / f"{name}.bmp"), name, invert=True)
+    image = cv2.resize(image, (230, 306), interpolation=cv2.INTER_AREA)
+    gt = cv2.resize(gt, (230, 306), interpolation=cv2.INTER_NEAREST)
+    result = simulate(image, gt, max_strokes=5)
+    assert result.iou_after(5) > 0.8
