@@ -15,7 +15,7 @@ from .errors import KbhError
 
 # Modules with `register(subparsers, bench_subparsers)`; each sets `func` on its parsers.
 COMMAND_MODULES = ("kbh.cli_dataset", "kbh.cli_split", "training.cli", "training.cli_predict", "training.cli_models",
-                   "annotator.cli")
+                   "annotator.cli", "kbh.cli_bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -96,3 +96,37 @@ def test_strokes_to_is_capped():
 def test_shapes_must_match():
     with pytest.raises(ValueError):
         next_stroke(np.zeros((4, 4)), np.zeros((5, 5)))
+
+
+def test_bench_annotate_command_on_a_small_workspace(tmp_path, capsys):
+    import json
+
+    from kbh.cli import main
+    from kbh.imageio import sha256_bytes
+    from kbh.workspace import Workspace
+
+    rng = np.random.default_rng(2)
+    ws = Workspace.init(tmp_path / "ws")
+    with ws.transaction():
+        ws.upsert_person("p1")
+        ws.upsert_sequence("s1", "p1")
+    ids, gts = [], []
+    for i in range(2):
+        gt = np.zeros((60, 80), np.uint8)
+        cv2.circle(gt, (35 + 4 * i, 30), 16, 1, -1)
+        image = np.where(gt[..., None] == 1, np.array([210, 160, 130]), np.array([40, 90, 60])).astype(np.float32)
+        image = np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8)
+        data = cv2.imencode(".png", image[..., ::-1])[1].tobytes()
+        with ws.transaction():
+            ids.append(ws.add_frame("s1", i, data, ".png", 80, 60, sha256_bytes(data)))
+        gts.append(gt)
+    for fid, gt in zip(ids, gts):
+        ws.save_annotation(fid, mask=gt, status="done", source="import")
+    ws.close()
+    out = tmp_path / "bench.json"
+    assert main(["bench", "annotate", str(tmp_path / "ws"), "--max-strokes", "5", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())["starts"]
+    assert figures["strokes"]["frames"] == 2 and figures["propagated"]["frames"] == 1
+    assert "model" not in figures  # no predictions stored
+    assert figures["strokes"]["iou@5"] > 0.9
+    assert "NoC@90" in capsys.readouterr().out
