@@ -1,32 +1,67 @@
 """Train unet-g, rec-simple, sru0 and dru4 with one budget on the real HGR1 frames, split by person, and print
 one markdown table of test scores per iteration (the "Done means" of issue 3).
 
-    .venv/bin/python benchmarks/hgr1_models.py --out /tmp/hgr1_bench [--steps 200] [--size 120x160]
+    .venv/bin/python benchmarks/hgr1_models.py --out /tmp/hgr1_bench --seeds 0,1,2 --jobs 4 [--steps 150]
 
 Steps: `kbh init` + `kbh import` (HGR1 masks are inverted: hand = 0, hence --mask-invert; person = idNN,
 sequence = gesture of that person), `kbh split --by-person 60/15/25`, then per model `kbh train` (same steps,
-batch, LR, seed) and `kbh eval --split test --iterations T`. Existing runs in OUT are reused (delete OUT to
-start over); the table is rebuilt from the eval JSON files.
+batch, LR) for each training seed and `kbh eval --split test --iterations T`. Runs already finished in OUT are
+reused, interrupted ones resumed (delete OUT to start over); the table is rebuilt from the eval JSON files.
+Each run's console output goes to OUT/MODEL-sSEED/console.log.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hgr1"
 MODELS = ("unet-g", "rec-simple", "sru0", "dru4")
+METRICS = ("mean_recall", "mean_precision", "mean_f1", "bep")
 
 
-def kbh(*args: str) -> None:
+def kbh(*args: str, env=None, log=None) -> None:
     cmd = [sys.executable, "-m", "kbh.cli", *args]
     print("+ kbh " + " ".join(args), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT if log else None)
+
+
+def train_and_eval(a, model: str, seed: int, shards: Path, out: Path) -> dict:
+    """One run: train (or resume / reuse) and evaluate on the test split; returns the eval report."""
+    run = out / f"{model}-s{seed}"
+    run.mkdir(parents=True, exist_ok=True)
+    # One thread per run when several run at once, so they do not oversubscribe the cores.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if a.jobs > 1 else None
+    with open(run / "console.log", "a") as log:
+        if not (run / "train_seconds.txt").exists():
+            t0 = time.time()
+            resume = ["--resume"] if (run / "last.pt").exists() else []
+            kbh("train", "--model", model, "--data", str(shards), "--out", str(run), "--steps", str(a.steps),
+                "--batch", str(a.batch), "--lr", str(a.lr), "--seed", str(seed), "--workers", str(a.workers),
+                "--eval-every", str(max(1, a.steps // 4)), *resume, env=env, log=log)
+            (run / "train_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
+        report = run / "eval_test.json"
+        kbh("eval", "--checkpoint", str(run / "best.pt"), "--data", str(shards), "--split", "test", "--iterations",
+            str(a.eval_iterations), "--json", str(report), "--samples", str(run / "samples_test.png"), env=env, log=log)
+    r = json.loads(report.read_text())
+    r["train_seconds"] = int((run / "train_seconds.txt").read_text())
+    return r
+
+
+def mean_sd(values) -> str:
+    v = np.array([x for x in values if x is not None], dtype=float)
+    if len(v) == 0:
+        return ""
+    return f"{v.mean():.3f}" if len(v) == 1 else f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
 
 
 def main() -> int:
@@ -34,13 +69,14 @@ def main() -> int:
     p.add_argument("--out", default="/tmp/hgr1_bench")
     p.add_argument("--data", default=str(DATA), help="HGR1 folder with images/ and masks/")
     p.add_argument("--models", default=",".join(MODELS))
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1,2 (the person split stays seed 0)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (each with one thread)")
+    p.add_argument("--steps", type=int, default=150)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--size", default="120x160", help="HxW of the shards")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", default="96x128", help="HxW of the shards")
     p.add_argument("--eval-iterations", type=int, default=5)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=0)
     a = p.parse_args()
     out, data = Path(a.out), Path(a.data)
     if not (data / "images").is_dir():
@@ -52,39 +88,37 @@ def main() -> int:
         kbh("import", str(ws), str(data / "images"), "--masks", str(data / "masks"), "--mask-invert", "--quiet",
             "--person-regex", r"hgr1_(id\d+)", "--sequence-regex", r"^(.+_hgr1_id\d+)_", "--index-regex", r"_(\d+)$")
     if not (shards / "manifest.json").exists():
-        kbh("split", str(ws), "--by-person", "60/15/25", "--seed", str(a.seed), "--size", a.size, "--out", str(shards),
+        kbh("split", str(ws), "--by-person", "60/15/25", "--seed", "0", "--size", a.size, "--out", str(shards),
             "--name", "hgr1-by-person", "--no-progress")
-    rows = []
-    for model in a.models.split(","):
-        run = out / model
-        if not (run / "best.pt").exists():
-            t0 = time.time()
-            resume = ["--resume"] if (run / "last.pt").exists() else []
-            kbh("train", "--model", model, "--data", str(shards), "--out", str(run), "--steps", str(a.steps),
-                "--batch", str(a.batch), "--lr", str(a.lr), "--seed", str(a.seed), "--workers", str(a.workers),
-                "--eval-every", str(max(1, a.steps // 4)), *resume)
-            (run / "train_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
-        report = run / "eval_test.json"
-        kbh("eval", "--checkpoint", str(run / "best.pt"), "--data", str(shards), "--split", "test",
-            "--iterations", str(a.eval_iterations), "--json", str(report), "--samples", str(run / "samples_test.png"))
-        r = json.loads(report.read_text())
-        secs = (run / "train_seconds.txt").read_text().strip() if (run / "train_seconds.txt").exists() else "?"
-        rows.append((model, r, secs))
+    models, seeds = a.models.split(","), [int(s) for s in a.seeds.split(",")]
+    jobs = [(m, s) for s in seeds for m in models]
+    with ThreadPoolExecutor(max_workers=a.jobs) as pool:
+        reports = dict(zip(jobs, pool.map(lambda job: train_and_eval(a, job[0], job[1], shards, out), jobs)))
 
     manifest = json.loads((shards / "manifest.json").read_text())
-    print(f"\nHGR1 by person ({manifest.get('manifest_id')}): test persons "
-          f"{', '.join(manifest['splits']['test']['persons']) if 'splits' in manifest else '?'}; "
-          f"{a.steps} steps, batch {a.batch}, lr {a.lr}, size {a.size}, seed {a.seed}\n")
-    fmt = lambda v: "nan" if v is None else f"{v:.3f}"  # noqa: E731
-    print("| model | trained T | best val step | test mIoU t=1 | t=2 | t=3 | t=T+ (5) | mRecall | mPrecision | mF1 | BEP | train s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for model, r, secs in rows:
-        per = r["per_iteration"]
-        last = per[min(r["trained_iterations"], len(per)) - 1]
-        m = [fmt(per[t]["miou"]) if t < len(per) else "" for t in range(3)]
-        beyond = fmt(per[-1]["miou"]) if len(per) > r["trained_iterations"] else ""
-        print(f"| {model} | {r['trained_iterations']} | {r['step']} | {m[0]} | {m[1]} | {m[2]} | {beyond} | "
-              f"{fmt(last['mean_recall'])} | {fmt(last['mean_precision'])} | {fmt(last['mean_f1'])} | {fmt(last['bep'])} | {secs} |")
+    sp = manifest["splits"]
+    print(f"\nHGR1 split by person (manifest {manifest['manifest_id']}): train {', '.join(sp['train']['persons'])} "
+          f"({sp['train']['frame_count']} frames), val {', '.join(sp['val']['persons'])} ({sp['val']['frame_count']}), "
+          f"test {', '.join(sp['test']['persons'])} ({sp['test']['frame_count']}); size {a.size}; {a.steps} steps, "
+          f"batch {a.batch}, lr {a.lr}; seeds {a.seeds}; best.pt chosen by val mIoU; mean ± sd over seeds\n")
+    print(f"| model | test mIoU t=1 | t=2 | t=3 | t={a.eval_iterations} | mRecall (trained T) | mPrecision | mF1 | BEP "
+          f"| mIoU per seed (trained T) | train s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for m in models:
+        rs = [reports[(m, s)] for s in seeds]
+        trained = rs[0]["trained_iterations"]
+
+        def at(r, t):
+            per = r["per_iteration"]
+            return per[min(t, len(per)) - 1] if t <= len(per) else None
+
+        cols = []
+        for t in (1, 2, 3, a.eval_iterations):
+            cols.append(mean_sd([at(r, t)["miou"] for r in rs]) if at(rs[0], t) else "")
+        cols += [mean_sd([at(r, trained)[k] for r in rs]) for k in METRICS]
+        per_seed = ", ".join(f"{at(r, trained)['miou']:.3f}" for r in rs)
+        secs = mean_sd([r["train_seconds"] for r in rs]).split(".")[0]
+        print(f"| {m} | " + " | ".join(cols) + f" | {per_seed} | {secs} |")
     return 0
 
 
