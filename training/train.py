@@ -55,6 +55,14 @@ def setup_distributed(device_arg: str | None):
     return rank, world, device
 
 
+def sync_buffers(model, world: int) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics): DDP broadcasts them before each forward,
+    so after the last forward each rank holds its own update; rank 0's are the ones saved."""
+    if world > 1:
+        for b in model.buffers():
+            dist.broadcast(b, src=0)
+
+
 def merge_resume_args(args, saved: dict):
     """Take the run's settings from the checkpoint; say which CLI values are ignored."""
     ignored = []
@@ -198,6 +206,7 @@ def train(args) -> int:
 
                 do_eval = val_set is not None and ((args.eval_every and step % args.eval_every == 0) or step == total)
                 if do_eval:
+                    sync_buffers(model, world)
                     scorer = score_dataset(model, val_set, iterations, device, batch=args.batch, rank=rank, world=world)
                     per_iteration = scorer.results()
                     miou = per_iteration[-1]["miou"]
@@ -224,6 +233,7 @@ def train(args) -> int:
         if master and val_set is None:  # nothing to select on: the final weights are the best we know
             print("kbh train: no 'val' shards: best.pt is the final model")
             save_checkpoint(run / "best.pt", checkpoint_state(step // per_epoch))
+        sync_buffers(model, world)
         digest = state_dict_digest(model)
         if world > 1:
             print(f"rank {rank}/{world}: weights sha256 {digest}", flush=True)
