@@ -5,7 +5,7 @@ One flat loop, top to bottom (nanoGPT / torchvision references/segmentation styl
   schedule -> loop over steps: batch, forward all iterations, weighted loss, backward, clip, step; every K steps
   validate (confusion matrices all-reduced across ranks), save last.pt / best.pt (rank 0), log to log.jsonl.
 
-Paper settings (Wang et al., ICCV 2019, Sec. 4) kept: SGD momentum 0.9, loss sum_t alpha^(N-t) CE_t with N = 3,
+Settings of the paper (Wang et al., ICCV 2019) as issue 3 gives them: SGD momentum 0.9, loss sum_t alpha^(N-t) CE_t with N = 3,
 alpha = 0.4, random rotation +-10 degrees and horizontal flips, gradient-norm clipping (recurrent models).
 Choices of ours: one polynomial LR decay (power 0.9, torchvision's segmentation reference) for every model, so
 a fixed step budget is comparable across models; ImageNet normalisation, stored in the checkpoint.
@@ -139,6 +139,9 @@ def train(args) -> int:
             model.load_state_dict(ckpt["model"])
         model.to(device)
         iterations = args.iterations if model.recurrent else 1
+        # A model may ask for the loss on its last output only (McIntosh et al.'s canvas): alpha = 0 gives weights
+        # 0, ..., 0, 1 (0^0 = 1).
+        alpha = 0.0 if getattr(model, "final_loss_only", False) else args.alpha
         optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
         # Polynomial decay to 0 at the end of the budget (recomputed from the step, so extending a run works).
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / total) ** 0.9)
@@ -180,7 +183,7 @@ def train(args) -> int:
                 x = batch["image"].to(device, non_blocking=True)
                 y = batch["mask"].to(device, non_blocking=True)
                 outs = net(x, iterations=iterations if model.recurrent else None)
-                loss, per_iter = recurrent_loss(outs, y, alpha=args.alpha)
+                loss, per_iter = recurrent_loss(outs, y, alpha=alpha)
                 mean_loss = loss.detach().clone()
                 if world > 1:  # one decision for all ranks, and the logged loss is the global mean
                     dist.all_reduce(mean_loss)
