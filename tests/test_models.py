@@ -218,3 +218,12 @@ def test_batchnorm_folding_keeps_outputs():
         after = model(x)[0]
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
+
+
+def test_fed_back_mask_is_the_softmax():
+    from training.models.base import mask_from_logits
+
+    logits = torch.randn(2, 2, 5, 7) * 10
+    torch.testing.assert_close(mask_from_logits(logits), logits.softmax(1))
+    three = torch.randn(1, 3, 4, 4)
+    torch.testing.assert_close(mask_from_logits(three), three.softmax(1))

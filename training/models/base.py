@@ -73,6 +73,16 @@ def mask_from_probability(p: torch.Tensor) -> torch.Tensor:
     return torch.cat([1.0 - p, p], dim=1)
 
 
+def mask_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """The fed-back mask s_t: the softmax over classes. For two classes it is computed as [1-p, p] with
+    p = sigmoid(l_hand - l_background), the same numbers, but one element-wise pass instead of a strided
+    reduction over a 2-channel axis (4-5% of a dru4 iteration in ONNX Runtime)."""
+    if logits.shape[1] == 2:
+        p = torch.sigmoid(logits[:, 1:2] - logits[:, 0:1])
+        return torch.cat([1.0 - p, p], dim=1)
+    return torch.softmax(logits, dim=1)
+
+
 def filled(like: torch.Tensor, shape: tuple[int, ...], init: str) -> torch.Tensor:
     """A tensor of `shape` filled per `init` ("ones": the paper's choice, validated over zeros)."""
     if init not in INITS:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import SegmentationModel, State, filled, mask_from_probability
+from .base import SegmentationModel, State, filled, mask_from_logits, mask_from_probability
 from .blocks import ConvBlock, Decoder, Encoder, UNet, channel_widths
 
 
@@ -83,4 +83,4 @@ class GatedRecurrentUNet(SegmentationModel):
         h = z * h + (1 - z) * h_hat
         d = self.f_s(h)
         logits = self.decoder(d, skips) if self.decoder is not None else d
-        return logits, (F.softmax(logits, dim=1), h)
+        return logits, (mask_from_logits(logits), h)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import SegmentationModel, State, filled, mask_from_probability
+from .base import SegmentationModel, State, filled, mask_from_logits, mask_from_probability
 from .blocks import ConvGRUCell, Decoder, Encoder, UNet, channel_widths
 
 
@@ -32,7 +32,7 @@ class RecSimple(SegmentationModel):
     def iterate(self, x, state):
         (s,) = state
         logits = self.net(torch.cat([x, s], dim=1))
-        return logits, (F.softmax(logits, dim=1),)
+        return logits, (mask_from_logits(logits),)
 
 
 class RecLast(SegmentationModel):
