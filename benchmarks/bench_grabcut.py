@@ -1,6 +1,9 @@
 """GrabCut engine benchmark: our GrabCutSession against plain whole-frame cv2.grabCut, driven by the simulated
 annotator (kbh.simulate) on real HGR1 frames, at 230x306 and at 720x1280 (upscaled HGR1 frames).
 
+The "+prior" rows start from a prior: the ground truth shifted by (8, 5) px, a stand-in for the previous
+frame's mask. The brush radius (--radius at 306 px) and stroke length (20 px) scale with the frame size.
+
 Prints, per engine and frame size: median and p90 ms per update (after a stroke), IoU after 1/3/5 strokes and
 NoC@85/90 (strokes to reach the IoU, capped at --max-strokes), and the ratio ours/baseline. Both engines run in the
 same process on the same frames and strokes protocol.
@@ -72,14 +75,24 @@ def resize(image, gt, size):
     return cv2.resize(image, (w, h), interpolation=interp), cv2.resize(gt, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
-def run(frames, factory, args, max_strokes):
+def shifted(gt, dx=8, dy=5):
+    """The ground truth moved by a few pixels: a stand-in for the previous frame's mask (propagation)."""
+    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(gt, m, gt.shape[::-1], flags=cv2.INTER_NEAREST).astype(np.float32)
+
+
+def run(frames, factory, args, max_strokes, prior=False):
     results = []
     for _, image, gt in frames:
-        results.append(simulate(image, gt, max_strokes=max_strokes, radius=args.radius,
-                                session_factory=factory, stop_at=args.stop_at))
+        # The brush scales with the frame, as a person drawing on a frame fitted to the window would see it.
+        k = max(image.shape[:2]) / 306
+        results.append(simulate(image, gt, prior=shifted(gt) if prior else None, max_strokes=max_strokes,
+                                radius=args.radius * k, length=round(20 * k), session_factory=factory,
+                                stop_at=args.stop_at))
     capped = max_strokes < args.max_strokes  # too few strokes for a NoC figure
-    ms = np.array([s for r in results for s in r.seconds]) * 1000
+    ms = np.array([s for r in results for s in r.seconds] or [0.0]) * 1000
     return {
+        "iou@0": float(np.mean([r.iou_after(0) for r in results])),
         "median_ms": float(np.median(ms)),
         "p90_ms": float(np.percentile(ms, 90)),
         "updates": int(ms.size),
@@ -91,7 +104,7 @@ def run(frames, factory, args, max_strokes):
 
 
 def table(rows):
-    keys = ["median_ms", "p90_ms", "updates", "iou@1", "iou@3", "iou@5", "noc85", "noc90", "failed90"]
+    keys = ["median_ms", "p90_ms", "updates", "iou@0", "iou@1", "iou@3", "iou@5", "noc85", "noc90", "failed90"]
     lines = ["| frames | engine | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
     for frames, engine, r in rows:
         cells = [f"{r[k]:.3f}" if isinstance(r[k], float) and k.startswith("iou") else
@@ -125,19 +138,20 @@ def main(argv=None):
         return PlainGrabCut(image, prior=prior, seed=seed, iterations=args.iterations)
 
     frames = load_frames(args.data, max(args.frames, args.large))
-    sets = [("230x306", [(n, *resize(i, g, (230, 306))) for n, i, g in frames[: args.frames]])]
+    small = [(n, *resize(i, g, (230, 306))) for n, i, g in frames[: args.frames]]
+    sets = [("230x306", small, False), ("230x306 +prior", small, True)]
     if args.large:
         large = frames[:: max(1, len(frames) // args.large)][: args.large]
-        sets.append(("720x1280", [(n, *resize(i, g, (1280, 720))) for n, i, g in large]))
+        sets.append(("720x1280", [(n, *resize(i, g, (1280, 720))) for n, i, g in large], False))
     rows = []
     t_all = time.perf_counter()
-    for label, fs in sets:
+    for label, fs, prior in sets:
         for name, factory in (("ours", ours), ("plain cv2.grabCut", plain)):
             t0 = time.perf_counter()
             cap = args.max_strokes
             if label == "720x1280" and name != "ours":
                 cap = min(cap, args.large_baseline_strokes)
-            r = run(fs, factory, args, cap)
+            r = run(fs, factory, args, cap, prior)
             rows.append((f"{label} x{len(fs)}", name, r))
             print(f"{label} {name}: {r}  ({time.perf_counter() - t0:.0f} s)", flush=True)
         a, b = rows[-2][2], rows[-1][2]

@@ -37,6 +37,7 @@ class _State:
     """Everything `update` needs to continue from a stroke list; cached per stroke list for undo/redo."""
 
     labels: np.ndarray  # uint8 (h, w) GC_* codes at working resolution
+    c_labels: np.ndarray | None  # the same at the coarse resolution
     bgd: np.ndarray | None  # (1, 65) float64 or None when no colour model exists yet
     fgd: np.ndarray | None
     mask_bits: np.ndarray  # full-res mask, np.packbits
@@ -108,7 +109,7 @@ class GrabCutSession:
         self.band = band if band is not None else max(3, round(0.05 * max(h, w)))
         self.open_radius = open_radius if open_radius is not None else max(8, round(0.1 * max(h, w)))
         self.roi_margin = roi_margin if roi_margin is not None else max(6, round(0.05 * max(h, w)))
-        self._coarse_stride = max(1, round(np.sqrt(h * w / coarse_pixels)))
+        self._coarse_stride = max(1, int(np.ceil(np.sqrt(h * w / coarse_pixels))))
         s = self._coarse_stride
         self._coarse = np.ascontiguousarray(self._work[::s, ::s]) if s > 1 else self._work
         self._cache_size = cache_size
@@ -119,6 +120,7 @@ class GrabCutSession:
         self._base = self._base_labels(prior)
         self._strokes: tuple[Stroke, ...] | None = None
         self._labels: np.ndarray | None = None
+        self._c_labels: np.ndarray | None = None  # coarse GC labels, the coarse level's own state
         self._bgd: np.ndarray | None = None
         self._fgd: np.ndarray | None = None
         self._mask: np.ndarray | None = None
@@ -213,7 +215,7 @@ class GrabCutSession:
         labels[work_hard == FOREGROUND] = cv2.GC_FGD
         labels[work_hard == BACKGROUND] = cv2.GC_BGD
         self._hard = hard_labels(list(strokes), self.shape)
-        self._bgd = self._fgd = None
+        self._bgd = self._fgd = self._c_labels = None
         open_ = (labels == cv2.GC_PR_BGD) | (labels == cv2.GC_PR_FGD)
         fg_count = np.count_nonzero(labels & 1)
         bg_count = labels.size - fg_count
@@ -221,9 +223,9 @@ class GrabCutSession:
             # No hand seeds (e.g. only background strokes) -> background; no background seeds -> hand.
             labels[open_] = cv2.GC_PR_BGD if fg_count < _MIN_SAMPLES else cv2.GC_PR_FGD
         elif open_.any():
-            if not self._has_prior and self.grow > 0:
-                self._grow_from_strokes(labels)
-            self._segment(labels, open_)
+            if not self._has_prior:
+                self._grow(labels, labels == cv2.GC_FGD, FOREGROUND)
+            self._segment(labels, open_, fresh=True)
         self._labels = labels
         self._finish_full()
 
@@ -248,7 +250,9 @@ class GrabCutSession:
             return
         m = 2 * self.roi_margin + 1
         focus = cv2.dilate(footprint, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (m, m))).astype(bool)
-        roi = self._segment(labels, focus)
+        # No growing here: once the models exist, a grown start proved to let a hand stroke on a background of
+        # similar colour flip large areas; the kept models and the coarse cut spread the correction instead.
+        roi = self._segment(labels, focus, fresh=False)
         self._labels = labels
         if roi is not None:
             self._finish_region(roi)
@@ -266,39 +270,55 @@ class GrabCutSession:
         near = near.astype(bool) & (labels < cv2.GC_PR_BGD)
         labels[near] += 2  # GC_BGD -> GC_PR_BGD, GC_FGD -> GC_PR_FGD
 
-    def _grow_from_strokes(self, labels: np.ndarray) -> None:
-        """Without a prior, start the open pixels that look like the hand strokes, and are connected to
-        them, as probable hand. A colour model learned from a few stroked pixels alone is too narrow to claim
-        the rest of the hand, so GrabCut would otherwise return little more than the strokes."""
-        fg = labels == cv2.GC_FGD
+    def _grow(self, labels: np.ndarray, seeds: np.ndarray, label: int) -> np.ndarray:
+        """Open pixels of the other class that look like the stroked pixels `seeds` (squared Mahalanobis
+        distance in Lab below `grow`) and connect to them start as probable `label`; returns them.
+
+        Why: a colour model learned from a few stroked pixels alone is too narrow to claim the rest of the
+        region they lie in, so GrabCut would otherwise return little more than the stroke. These starting
+        labels only feed the learning of the colour models; the graph cut still decides every open pixel."""
+        if self.grow <= 0 or np.count_nonzero(seeds) < 2:
+            return np.zeros(labels.shape, bool)
         if self._lab is None:
             self._lab = cv2.cvtColor(self._work, cv2.COLOR_RGB2LAB).astype(np.float32)
-        samples = self._lab[fg]
+        samples = self._lab[seeds]
         mean = samples.mean(axis=0)
         cov = np.cov(samples, rowvar=False) + np.eye(3) * 4.0  # floor: a flat patch still has some spread
         diff = (self._lab - mean).reshape(-1, 3)
-        d2 = np.einsum("ij,jk,ik->i", diff, np.linalg.inv(cov).astype(np.float32), diff).reshape(fg.shape)
-        similar = ((d2 < self.grow) & (labels != cv2.GC_BGD)) | fg
+        d2 = np.einsum("ij,jk,ik->i", diff, np.linalg.inv(cov).astype(np.float32), diff).reshape(seeds.shape)
+        other = cv2.GC_PR_BGD if label == FOREGROUND else cv2.GC_PR_FGD
+        similar = ((d2 < self.grow) & (labels == other)) | seeds
         n, comp = cv2.connectedComponents(similar.astype(np.uint8), connectivity=8)
         keep = np.zeros(n, bool)
-        keep[np.unique(comp[fg])] = True
+        keep[np.unique(comp[seeds])] = True
         keep[0] = False
-        labels[keep[comp] & (labels == cv2.GC_PR_BGD)] = cv2.GC_PR_FGD
+        grown = keep[comp] & (labels == other)
+        labels[grown] = other + 1 if label == FOREGROUND else other - 1
+        return grown
 
     # ---- GrabCut steps -----------------------------------------------------------------------------------
 
-    def _segment(self, labels: np.ndarray, focus: np.ndarray) -> tuple[int, int, int, int] | None:
+    def _segment(self, labels: np.ndarray, focus: np.ndarray, fresh: bool) -> tuple[int, int, int, int] | None:
         """Update `labels` in place; return the working-resolution box that changed (None: nothing).
 
         1. Coarse: GrabCut iterations (learn colour models, cut) over the whole image subsampled by
-           `coarse_stride`, continuing from the kept models. Cheap, global: it finds where the mask moves.
+           `coarse_stride`, continuing from the kept models and the kept coarse labels (fresh: from `labels`).
+           Cheap and global: comparing its result with the previous coarse result shows where the mask moves.
         2. Fine: one cut at working resolution with the models frozen, on the pixels that changed coarsely or
            lie in `focus` (near the new stroke), grown by a few pixels; the rest of its bounding box is pinned
            to the current labels so the cut joins the mask seamlessly.
         """
         h, w = labels.shape
-        s = self._coarse_stride
-        c_lab = np.ascontiguousarray(labels[::s, ::s])
+        S = s = self._coarse_stride
+        sub = labels[::S, ::S]
+        if fresh or self._c_labels is None:
+            c_lab = np.ascontiguousarray(sub)
+        else:
+            # The previous coarse result, with the current definite labels (strokes, prior) and the pixels a
+            # stroke re-opened taken from the working labels.
+            c_lab = self._c_labels.copy()
+            take = (sub < cv2.GC_PR_BGD) | (c_lab < cv2.GC_PR_BGD)
+            c_lab[take] = sub[take]
         fg = np.count_nonzero(c_lab & 1)
         if s > 1 and (fg < _MIN_SAMPLES or c_lab.size - fg < _MIN_SAMPLES):
             s, c_lab = 1, labels.copy()  # a class lost to subsampling: do it all at working resolution
@@ -307,6 +327,7 @@ class GrabCutSession:
             # One class (nearly) absent: GrabCut cannot model it; every open pixel takes the other class.
             open_ = (labels == cv2.GC_PR_BGD) | (labels == cv2.GC_PR_FGD)
             labels[open_] = cv2.GC_PR_BGD if fg < _MIN_SAMPLES else cv2.GC_PR_FGD
+            self._c_labels = labels[::S, ::S].copy()
             return 0, h, 0, w
         before = c_lab & 1
         c_img = self._work if s == 1 else self._coarse
@@ -321,10 +342,12 @@ class GrabCutSession:
         if s == 1:
             changed = (c_lab & 1) != before
             labels[:] = c_lab
+            self._c_labels = labels[::S, ::S].copy()
             if not changed.any():
                 return None
             ys, xs = np.nonzero(changed)
             return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+        self._c_labels = c_lab
         changed = ((c_lab & 1) != before).astype(np.uint8)
         changed = np.repeat(np.repeat(changed, s, axis=0), s, axis=1)[:h, :w]
         grow = 2 * s + 1
@@ -385,6 +408,7 @@ class GrabCutSession:
     def _remember(self) -> None:
         self._cache[self._strokes] = _State(
             self._labels.copy(),
+            None if self._c_labels is None else self._c_labels.copy(),
             None if self._bgd is None else self._bgd.copy(),
             None if self._fgd is None else self._fgd.copy(),
             np.packbits(self._mask),
@@ -399,6 +423,7 @@ class GrabCutSession:
         n = self.shape[0] * self.shape[1]
         self._strokes = strokes
         self._labels = st.labels.copy()
+        self._c_labels = None if st.c_labels is None else st.c_labels.copy()
         self._bgd = None if st.bgd is None else st.bgd.copy()
         self._fgd = None if st.fgd is None else st.fgd.copy()
         self._mask = np.unpackbits(st.mask_bits, count=n).reshape(self.shape)
