@@ -98,15 +98,20 @@ def child_timing(job: dict) -> dict:
         per_call = (time.perf_counter() - start) / len(runners)
         calls = max(1, int(job["min_seconds"] / max(per_call, 1e-6)))
         fps: dict[str, list[float]] = {v: [] for v in runners}
+        cpu_ms: dict[str, list[float]] = {v: [] for v in runners}
         for _ in range(job["rounds"]):
             for v, run in runners.items():
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 for _ in range(calls):
                     run()
                 fps[v].append(calls / (time.perf_counter() - start))
+                # CPU time of all this process's threads per frame: less sensitive to other jobs than wall
+                # time (busy-waiting thread pools still inflate it when a peer thread is descheduled)
+                cpu_ms[v].append(1000 * (time.process_time() - cpu_start) / calls)
         for v in runners:
             results.append({"iterations": t, "variant": v, "fps": statistics.median(fps[v]),
-                            "fps_rounds": fps[v], "max_abs_diff_to_eager": float((outputs[v] - ref).abs().max())})
+                            "fps_rounds": fps[v], "cpu_ms_per_frame": statistics.median(cpu_ms[v]),
+                            "max_abs_diff_to_eager": float((outputs[v] - ref).abs().max())})
     return {"timing": results}
 
 
@@ -193,6 +198,7 @@ def measure(models: list[str], iterations: list[int], variants: list[str], size=
             for r in timing:
                 if r["iterations"] == t:
                     row[f"fps_{r['variant']}"] = r["fps"]
+                    row[f"cpu_ms_{r['variant']}"] = r["cpu_ms_per_frame"]
                     row[f"diff_{r['variant']}"] = r["max_abs_diff_to_eager"]
             if t == max(its):
                 for v, m in mem.items():
@@ -231,17 +237,20 @@ def format_table(result: dict) -> str:
     short = {"eager": "eager", "optimised": "opt", "onnxruntime": "ORT"}
     head = ["model", "params", "T"] + [f"{short[v]} f/s" for v in variants]
     head += [f"{short[v]}/eager" for v in variants if v != "eager" and "eager" in variants]
+    head += [f"{short[v]} CPU ms" for v in variants]
     head += [f"{short[v]} MB" for v in variants]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["rows"]:
         cells = [r["model"], f"{r['parameters']:,}", str(r["iterations"])]
         cells += [f"{r[f'fps_{v}']:.1f}" for v in variants]
         cells += [f"{r[f'fps_{v}'] / r['fps_eager']:.2f}x" for v in variants if v != "eager" and "eager" in variants]
+        cells += [f"{r[f'cpu_ms_{v}']:.0f}" for v in variants]
         cells += [f"{r[f'mem_{v}_mb']:.0f}" if f"mem_{v}_mb" in r else "" for v in variants]
         lines.append("| " + " | ".join(cells) + " |")
     s = result["setup"]
     lines.append("")
     lines.append(f"{s['size'][0]}x{s['size'][1]}, batch 1, {s['threads']} threads, median of {s['rounds']} rounds; "
+                 f"CPU ms = CPU time of all threads per frame; "
                  f"MB = peak resident memory added by inference at the largest T; torch {s['torch']}"
                  + (f", onnxruntime {s['onnxruntime']}" if "onnxruntime" in s else "")
                  + f"; CPU {s['cpu']}; load average at end {', '.join(f'{x:.1f}' for x in s['load_average_at_end'])}")
