@@ -146,3 +146,37 @@ def test_real_hgr1_frame_with_a_few_strokes():
     gt = cv2.resize(gt, (230, 306), interpolation=cv2.INTER_NEAREST)
     result = simulate(image, gt, max_strokes=5)
     assert result.iou_after(5) > 0.8
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_stroke = st.builds(
+    Stroke,
+    st.sampled_from([FOREGROUND, BACKGROUND]),
+    st.floats(0.5, 12),
+    st.lists(st.tuples(st.floats(-20, 180), st.floats(-20, 140)), min_size=0, max_size=4).map(tuple),
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(strokes=st.lists(_stroke, min_size=0, max_size=5), prior=st.sampled_from([None, "mask", "soft"]),
+       max_side=st.sampled_from([400, 64]))
+def test_any_strokes_give_a_binary_mask_that_honours_them(strokes, prior, max_side):
+    image, gt = blobs()
+    p = None if prior is None else gt.astype(np.float32) if prior == "mask" else \
+        cv2.GaussianBlur(gt.astype(np.float32), (0, 0), 3)
+    session = GrabCutSession(image, prior=p, max_side=max_side)
+    for k in range(len(strokes) + 1):
+        mask = session.update(strokes[:k])
+        assert mask.shape == gt.shape and mask.dtype == np.uint8 and mask.max() <= 1
+        hard = hard_labels(strokes[:k], gt.shape)
+        assert np.array_equal(mask[hard >= 0], hard[hard >= 0])
+        if p is None and not any(s.label == FOREGROUND and rasterize_any(s, gt.shape) for s in strokes[:k]):
+            assert not mask.any()
+
+
+def rasterize_any(stroke, shape):
+    from kbh.strokes import rasterize
+
+    return rasterize(stroke, shape).any()
