@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from .errors import KbhError
 
 
@@ -57,6 +59,20 @@ def register(sub, bench_sub) -> None:
                    help="leave frames unlabeled (ground truth kept in WS/ground_truth/ for simulations)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("simulate-annotate", help="a simulated person annotates frames with GrabCut strokes",
+                       description="Strokes go where the interactive-segmentation protocol puts them (largest "
+                                   "error region) until the target IoU against the ground truth; masks, strokes "
+                                   "and time are saved as a person's work (annotator 'simulated').")
+    p.add_argument("workspace", type=Path)
+    p.add_argument("--persons", type=int, help="annotate the unlabeled/prelabeled frames of the first N persons")
+    p.add_argument("--person", action="append", help="annotate this person's frames (repeatable)")
+    p.add_argument("--limit", type=int, default=0, help="at most this many frames (0: all chosen)")
+    p.add_argument("--target", type=float, default=0.90, help="stop a frame at this IoU")
+    p.add_argument("--max-strokes", type=int, default=20)
+    p.add_argument("--radius", type=float, default=5.0, help="brush radius in pixels")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_simulate_annotate)
 
     p = sub.add_parser("stats", help="statistics of a workspace or a folder of shards")
     p.add_argument("path", type=Path)
@@ -132,6 +148,37 @@ def cmd_synth(args) -> int:
                                        seed=args.seed, labeled=not args.unlabeled, progress=not args.quiet)
     print(f"synthesized {summary['frames']} frames of {summary['persons']} persons, "
           f"{summary['sequences']} sequences into {args.workspace} ({summary['seconds']:.1f} s)")
+    return 0
+
+
+def cmd_simulate_annotate(args) -> int:
+    from .simulated_annotation import annotate_frames
+    from .workspace import Workspace
+
+    with Workspace.open(args.workspace) as ws:
+        persons = list(ws.persons())
+        if args.person:
+            unknown = [p for p in args.person if p not in persons]
+            if unknown:
+                raise KbhError(f"{args.workspace}: no person {unknown[0]!r}")
+            chosen = set(args.person)
+        elif args.persons is not None:
+            if not 1 <= args.persons <= len(persons):
+                raise KbhError(f"--persons {args.persons}: the workspace has {len(persons)} persons")
+            chosen = set(persons[: args.persons])
+        else:
+            chosen = set(persons)
+        frames = [f for f in ws.frames(status=["unlabeled", "prelabeled"]) if f.person_id in chosen]
+        if args.limit:
+            frames = frames[: args.limit]
+        if not frames:
+            raise KbhError(f"{args.workspace}: no unlabeled or prelabeled frames to annotate")
+        s = annotate_frames(ws, frames, args.target, args.max_strokes, args.radius, progress=not args.quiet)
+    if not s.frames:
+        raise KbhError(f"{args.workspace}: none of the chosen frames has a ground truth to simulate against")
+    print(f"annotated {s.frames} frames: {np.mean(s.strokes):.2f} strokes per frame, mean IoU "
+          f"{np.mean(s.ious):.3f}, engine time {s.seconds:.1f} s; sources "
+          + ", ".join(f"{k} {v}" for k, v in sorted(s.by_source.items())))
     return 0
 
 
