@@ -122,6 +122,7 @@ def train(args) -> int:
         mean, std = (ckpt["normalization"]["mean"], ckpt["normalization"]["std"]) if ckpt else (IMAGENET_MEAN, IMAGENET_STD)
         train_set = ShardDataset(args.data, "train", augment=True, mean=mean, std=std)
         val_set = ShardDataset(args.data, "val", mean=mean, std=std) if has_split(args.data, "val") else None
+        input_size = list(train_set.raw(0)["mask"].shape)
         if ckpt and ckpt.get("manifest_id") and ckpt["manifest_id"] != train_set.manifest_id:
             raise KbhError(f"{args.data}: shards of manifest {train_set.manifest_id}, but the run was trained on "
                            f"{ckpt['manifest_id']}")
@@ -161,7 +162,8 @@ def train(args) -> int:
             return {"model_config": dict(model.config), "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                     "epoch": epoch, "best_miou": best_miou, "manifest_id": train_set.manifest_id,
-                    "normalization": {"mean": list(mean), "std": list(std)}, "args": plain_args(args)}
+                    "normalization": {"mean": list(mean), "std": list(std)}, "args": plain_args(args),
+                    "input_size": input_size}  # (H, W) of the shards: `kbh predict` resizes frames to it
 
         if master:
             print(f"kbh train: {model.config['name']} on {len(train_set)} frames ({per_epoch} steps/epoch, "
