@@ -4,7 +4,8 @@ annotator (kbh.simulate) on real HGR1 frames, at 230x306 and at 720x1280 (upscal
 The "+prior" rows start from a prior: the ground truth shifted by (8, 5) px, a stand-in for the previous
 frame's mask. The brush radius (--radius at 306 px) and stroke length (20 px) scale with the frame size.
 
-Prints, per engine and frame size: median and p90 ms per update (after a stroke), IoU after 1/3/5 strokes and
+Prints, per engine and frame size: median and p90 ms per update (after a stroke; wall clock and process CPU
+time, the latter robust to a busy machine since OpenCV runs on one thread here), IoU after 1/3/5 strokes and
 NoC@85/90 (strokes to reach the IoU, capped at --max-strokes), and the ratio ours/baseline. Both engines run in the
 same process on the same frames and strokes protocol.
 
@@ -91,10 +92,13 @@ def run(frames, factory, args, max_strokes, prior=False):
                                 stop_at=args.stop_at))
     capped = max_strokes < args.max_strokes  # too few strokes for a NoC figure
     ms = np.array([s for r in results for s in r.seconds] or [0.0]) * 1000
+    cpu = np.array([s for r in results for s in r.cpu_seconds] or [0.0]) * 1000
     return {
         "iou@0": float(np.mean([r.iou_after(0) for r in results])),
         "median_ms": float(np.median(ms)),
         "p90_ms": float(np.percentile(ms, 90)),
+        "cpu_median_ms": float(np.median(cpu)),
+        "cpu_p90_ms": float(np.percentile(cpu, 90)),
         "updates": int(ms.size),
         **{f"iou@{k}": float(np.mean([r.iou_after(k) for r in results])) for k in (1, 3, 5)},
         "noc85": "-" if capped else float(np.mean([r.strokes_to(0.85) for r in results])),
@@ -104,7 +108,7 @@ def run(frames, factory, args, max_strokes, prior=False):
 
 
 def table(rows):
-    keys = ["median_ms", "p90_ms", "updates", "iou@0", "iou@1", "iou@3", "iou@5", "noc85", "noc90", "failed90"]
+    keys = ["median_ms", "p90_ms", "cpu_median_ms", "cpu_p90_ms", "updates", "iou@0", "iou@1", "iou@3", "iou@5", "noc85", "noc90", "failed90"]
     lines = ["| frames | engine | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
     for frames, engine, r in rows:
         cells = [f"{r[k]:.3f}" if isinstance(r[k], float) and k.startswith("iou") else

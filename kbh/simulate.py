@@ -98,8 +98,9 @@ def _stroke_in_region(region, same_class, label, radius, length) -> Stroke | Non
 class SimulationResult:
     """One simulated annotation of one frame.
 
-    ious[k] is the IoU after k strokes (ious[0]: before any stroke); seconds[k-1] the engine time of the
-    update that followed stroke k; first_seconds the time of update([]) (the starting mask).
+    ious[k] is the IoU after k strokes (ious[0]: before any stroke); seconds[k-1] the engine's wall-clock time
+    for the update that followed stroke k, cpu_seconds[k-1] its process CPU time (robust to a busy machine when
+    the engine runs on one thread); first_seconds the wall-clock time of update([]) (the starting mask).
     """
 
     ious: list[float]
@@ -107,6 +108,7 @@ class SimulationResult:
     strokes: list[Stroke] = field(default_factory=list)
     max_strokes: int = 20
     first_seconds: float = 0.0
+    cpu_seconds: list[float] = field(default_factory=list)
 
     def strokes_to(self, target: float) -> int:
         """Strokes needed to reach IoU >= target (NoC@target); capped at max_strokes when never reached,
@@ -159,9 +161,10 @@ def simulate(
         if stroke is None:
             break
         strokes.append(stroke)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         mask = session.update(list(strokes))
         result.seconds.append(time.perf_counter() - t0)
+        result.cpu_seconds.append(time.process_time() - c0)
         result.ious.append(iou(mask, gt))
         result.strokes.append(stroke)
     return result
