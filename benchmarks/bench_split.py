@@ -94,7 +94,9 @@ def bench_shards(n_frames: int, n_reads: int) -> None:
     images, masks, source = load_frames()
     print(f"== shard throughput: {n_frames} frames of {SIZE[0]}x{SIZE[1]} from {source}; "
           f"{n_reads} random reads (file in page cache)")
-    print(f"   {'compression':12} {'write f/s':>10} {'read f/s':>10} {'KiB/frame':>10} {'vs raw':>7}")
+    print("   (f/s = frames per wall-clock second; CPU ms = process CPU time per frame, steadier on a busy machine)")
+    print(f"   {'compression':12} {'write f/s':>10} {'CPU ms':>7} {'read f/s':>10} {'CPU ms':>7} {'KiB/frame':>10}"
+          f" {'vs raw':>7}")
     raw = SIZE[0] * SIZE[1] * 4
     rng = np.random.default_rng(0)
     order = rng.integers(0, n_frames, n_reads)
@@ -103,23 +105,23 @@ def bench_shards(n_frames: int, n_reads: int) -> None:
             label = comp[0] + (f":{comp[1]}" if comp[1] is not None else "")
             d = Path(tmp) / label.replace(":", "")
             d.mkdir()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             with ShardWriter(d, "train", SIZE, n_frames, "bench", "bench", comp) as w:
                 for i in range(n_frames):
                     k = i % len(images)
                     w.add(images[k], masks[k], f"p_s/{i:05d}", "p", "s", i)
-            t_write = time.perf_counter() - t
+            t_write, c_write = time.perf_counter() - t, time.process_time() - c
             size = sum(s.stat().st_size for s in d.glob("*.h5"))
             reader = ShardReader(sorted(d.glob("*.h5")))
             reader[0]
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             for i in order:
                 item = reader[int(i)]
-            t_read = time.perf_counter() - t
+            t_read, c_read = time.perf_counter() - t, time.process_time() - c
             reader.close()
             assert item["image"].shape == (*SIZE, 3)
-            print(f"   {label:12} {n_frames / t_write:10.0f} {n_reads / t_read:10.0f} {size / n_frames / 1024:10.1f}"
-                  f" {size / n_frames / raw:6.0%}")
+            print(f"   {label:12} {n_frames / t_write:10.0f} {c_write / n_frames * 1000:7.2f} {n_reads / t_read:10.0f}"
+                  f" {c_read / n_reads * 1000:7.2f} {size / n_frames / 1024:10.1f} {size / n_frames / raw:6.0%}")
 
 
 CHILD = """
@@ -127,7 +129,8 @@ import resource, sys, time
 from kbh.cli import main
 t = time.perf_counter()
 rc = main(sys.argv[1:])
-print(f"CHILD rc={rc} seconds={time.perf_counter() - t:.1f} maxrss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}")
+u = resource.getrusage(resource.RUSAGE_SELF)
+print(f"CHILD rc={rc} seconds={time.perf_counter() - t:.1f} cpu={u.ru_utime + u.ru_stime:.1f} maxrss_kib={u.ru_maxrss}")
 """
 
 
@@ -160,9 +163,10 @@ def bench_scale(sizes: list[int], workdir: Path | None) -> None:
             print(res.stdout, res.stderr)
             raise SystemExit("scale run failed")
         fields = dict(kv.split("=") for kv in line[0].split()[1:])
-        secs, rss = float(fields["seconds"]), int(fields["maxrss_kib"]) / 1024
+        secs, cpu, rss = float(fields["seconds"]), float(fields["cpu"]), int(fields["maxrss_kib"]) / 1024
         size = sum(p.stat().st_size for p in out.glob("*.h5")) / 2**20
-        print(f"   kbh split {n:6d} frames: {secs:6.1f} s ({n / secs:5.0f} frames/s), peak RSS {rss:6.0f} MiB, "
+        print(f"   kbh split {n:6d} frames: {secs:6.1f} s wall ({n / secs:5.0f} frames/s), {cpu:6.1f} s CPU "
+              f"({cpu / n * 1000:5.1f} ms/frame), peak RSS {rss:6.0f} MiB, "
               f"shards {size:6.0f} MiB", flush=True)
         if n < largest:
             import shutil
