@@ -21,7 +21,7 @@ def register(sub, bench_sub) -> None:
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--by-person", metavar="RATIOS", help="e.g. 20/20/60: persons never span splits")
     how.add_argument("--by-sequence", metavar="RATIOS",
-                     help="sequences are the unit (for data without person ids); a person MAY then span splits")
+                     help="sequences are the unit (data whose persons each have one sequence); refused if a person would span splits")
     how.add_argument("--manifest", metavar="FILE", help="reproduce a published split (data_manifests/NAME.json)")
     p.add_argument("workspace", metavar="WS")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder for shards and manifest.json")
@@ -117,6 +117,15 @@ def split_workspace(ws, out_dir: str | Path, *, ratios: tuple[float, ...] | None
         result = sp.split_groups(dict(sizes), ratios, seed=seed)
         names = result.names
         assign = {fr.key: result.assignment[group_of(fr)] for fr in frames}
+        if unit == "sequence":  # sequences are the unit, but no person is ever in two splits
+            person_splits: dict[str, set] = {}
+            for fr in frames:
+                person_splits.setdefault(fr.person_id, set()).add(assign[fr.key])
+            spanning = sorted(p for p, s in person_splits.items() if len(s) > 1)
+            if spanning:
+                raise KbhError(f"--by-sequence would put person {spanning[0]!r} (and {len(spanning) - 1} more) in "
+                               f"{' and '.join(sorted(person_splits[spanning[0]]))}; persons are never split: "
+                               f"use --by-person")
         algorithm = f"{sp.ALGORITHM} [{result.method}]"
         requested = {n: r for n, r in zip(names, ratios)}
     by_split: dict[str, list] = {n: [] for n in names}
@@ -177,15 +186,6 @@ def format_split_report(m: dict) -> str:
     if missing and any(missing.values()):
         lines.append(f"  manifest frames missing from the workspace: {sum(missing.values())} (" +
                      ", ".join(f"{k} {v}" for k, v in missing.items()) + ")")
-    if unit == "sequence":
-        owner: dict[str, set] = {}
-        for n, e in m["splits"].items():
-            for p in e["persons"]:
-                owner.setdefault(p, set()).add(n)
-        spanning = sorted(p for p, s in owner.items() if len(s) > 1)
-        if spanning:
-            lines.append(f"  warning: --by-sequence put {len(spanning)} person(s) in more than one split "
-                         f"(e.g. {spanning[0]!r}); use --by-person for person-disjoint splits")
     n_files = sum(len(e.get("shards", [])) for e in m["splits"].values())
     lines.append(f"  wrote {n_files} shard file(s) + manifest.json")
     return "\n".join(lines)

@@ -340,15 +340,10 @@ def verify(folder: str | Path, check_chunks: bool = True) -> VerifyReport:
             if ids_in_files != list(entry["frame_ids"]):
                 rep.problems.append(f"{split}: frame ids in the shards differ from the manifest's "
                                     f"({len(ids_in_files)} in files, {len(entry['frame_ids'])} listed)")
-    disjoint_units = ["person"] if manifest.get("unit", "person") == "person" else ["sequence"]
-    for unit in ("person", "sequence"):
+    for unit in ("person", "sequence"):  # whatever the split unit, no person (or sequence) in two splits
         for gid, splits in sorted(owners[unit].items()):
             if len(splits) > 1:
-                msg = f"{unit} {gid!r} is in more than one split ({', '.join(sorted(splits))})"
-                if unit in disjoint_units:
-                    rep.problems.append(msg)
-                elif unit == "person":
-                    rep.notes.append(msg + f"; allowed: manifest unit is {manifest.get('unit')!r}")
+                rep.problems.append(f"{unit} {gid!r} is in more than one split ({', '.join(sorted(splits))})")
     for p in sorted(folder.glob("*.h5")):
         if p.name not in listed:
             rep.notes.append(f"{p}: not listed in the manifest (ignored)")

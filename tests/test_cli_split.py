@@ -105,19 +105,22 @@ def test_split_bad_size_and_workspace(tmp_path, capsys):
     assert rc == 2 and "HEIGHTxWIDTH" in err
 
 
-def test_split_by_sequence_warns_about_spanning_persons(tmp_path, capsys):
-    ws = make_ws(tmp_path / "ws", {"a": {"a1": 4, "a2": 4}, "b": {"b1": 4, "b2": 4}})
+def test_split_by_sequence_keeps_persons_disjoint(tmp_path, capsys):
+    # one sequence per person: sequences are the unit and persons stay disjoint
+    ws = make_ws(tmp_path / "ws", {f"p{i}": {f"s{i}": 2 + i} for i in range(4)})
     rc, out, err = run(capsys, "split", ws, "--by-sequence", "50/50", "--out", tmp_path / "out", "--size", "8x8",
                        "--no-progress")
     assert rc == 0, err
     m = read_manifest(tmp_path / "out" / "manifest.json")
     assert m["unit"] == "sequence"
-    seqs = [set(e["sequences"]) for e in m["splits"].values()]
-    assert not seqs[0] & seqs[1] and len(seqs[0]) == len(seqs[1]) == 2
-    if set(m["splits"]["train"]["persons"]) & set(m["splits"]["test"]["persons"]):
-        assert "warning: --by-sequence put" in out
-    rc, out, _ = run(capsys, "verify", tmp_path / "out")
-    assert rc == 0
+    assert not set(m["splits"]["train"]["persons"]) & set(m["splits"]["test"]["persons"])
+    assert run(capsys, "verify", tmp_path / "out")[0] == 0
+    # a person with two sequences that would land in both splits: refused, nothing written
+    ws2 = make_ws(tmp_path / "ws2", {"a": {"a1": 4, "a2": 4}})
+    rc, _, err = run(capsys, "split", ws2, "--by-sequence", "50/50", "--out", tmp_path / "out2", "--size", "8x8",
+                     "--no-progress")
+    assert rc == 2 and "persons are never split" in err and "'a'" in err
+    assert not (tmp_path / "out2" / "manifest.json").exists()
 
 
 def test_verify_cli_reports_failure(tmp_path, capsys):
