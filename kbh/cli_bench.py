@@ -24,6 +24,7 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--radius", type=float, default=5.0, help="brush radius in image pixels")
     p.add_argument("--model", default=None, help="prediction model name (default: the newest prediction)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    p.add_argument("--plot", type=Path, default=None, help="PNG: mean IoU after k strokes, one curve per start")
     p.set_defaults(func=run)
 
 
@@ -33,6 +34,7 @@ def run(args) -> int:
     from .errors import KbhError
     from .imageio import atomic_write_bytes
     from .simulate import simulate
+    from .simulated_annotation import ground_truth
     from .workspace import Workspace
 
     starts = [s.strip() for s in args.starts.split(",") if s.strip()]
@@ -50,7 +52,7 @@ def run(args) -> int:
         for f in frames:
             if args.limit and done >= args.limit:
                 break
-            gt = ws.mask(f)
+            gt = ground_truth(ws, f)
             if gt is None:
                 continue
             done += 1
@@ -62,7 +64,9 @@ def run(args) -> int:
             if "propagated" in starts:
                 seq = by_seq[f.sequence_id]
                 i = seq.index(f)
-                prev = ws.mask(seq[i - 1]) if i > 0 else None
+                # the previous frame as a person finished it (its reference mask), when it is the frame before
+                adjacent = i > 0 and seq[i - 1].frame_index == f.frame_index - 1
+                prev = ground_truth(ws, seq[i - 1]) if adjacent else None
                 priors["propagated"] = None if prev is None or prev.shape != gt.shape else prev.astype(np.float32)
             for s in starts:
                 if s != "strokes" and priors.get(s) is None:
@@ -86,6 +90,8 @@ def run(args) -> int:
     if args.json:
         atomic_write_bytes(args.json, json.dumps({"max_strokes": args.max_strokes, "radius": args.radius,
                                                   "starts": summary}, indent=2).encode())
+    if args.plot:
+        plot_curves(summary, args.plot, args.max_strokes)
     return 0
 
 
@@ -99,4 +105,32 @@ def summarize(results) -> dict:
            "median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90))}
     for k in (0, 1, 3, 5):
         out[f"iou@{k}"] = float(np.mean([r.iou_after(k) for r in results]))
+    out["iou_curve"] = [float(np.mean([r.iou_after(k) for r in results])) for k in range(results[0].max_strokes + 1)]
     return out
+
+
+LABELS = {"strokes": "GrabCut from strokes alone", "model": "from the model's pre-annotation",
+          "propagated": "from the previous frame's mask"}
+
+
+def plot_curves(summary: dict, path: Path, max_strokes: int) -> None:
+    """Mean IoU after k strokes per start, with the 85/90% targets: the strokes saved are the horizontal gaps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .imageio import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    for start, r in summary.items():
+        ax.plot(range(len(r["iou_curve"])), r["iou_curve"], marker="o", ms=3,
+                label=f"{LABELS.get(start, start)} (NoC@90 {r['noc90']:.2f}, {r['frames']} frames)")
+    for t in (0.85, 0.90):
+        ax.axhline(t, color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="strokes", ylabel="mean IoU", xlim=(0, max_strokes), ylim=(0, 1.0),
+           title="Simulated annotation: IoU after k strokes")
+    ax.legend(loc="lower right", fontsize=8)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
