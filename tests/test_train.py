@@ -95,6 +95,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(shards, tmp_path):
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_end(shards, tmp_path):
     run = tmp_path / "run"
     steps = 150
