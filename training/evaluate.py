@@ -95,7 +95,11 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str = "test", iter
 
 
 def run_eval(args) -> int:
-    torch.set_grad_enabled(False)
+    with torch.no_grad():  # scoped: the demo and tests run other commands in the same process afterwards
+        return _run_eval(args)
+
+
+def _run_eval(args) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     report, model, dataset = evaluate(args.checkpoint, args.data, args.split, args.iterations, args.flip, device,
                                       args.batch, args.workers)
