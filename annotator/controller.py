@@ -26,6 +26,7 @@ class Controller:
         self.status_filter: str | None = None
         self.person_filter: str | None = None
         self.frames: list[Frame] = []  # the filtered list, in workspace order
+        self.follow_queue = False  # "next" follows kbh.queue: the model's least certain frame first
         self.current: Frame | None = None
         self._sessions: OrderedDict[int, FrameSession] = OrderedDict()
         self.reload()
@@ -65,7 +66,20 @@ class Controller:
 
     # -- navigation --------------------------------------------------------------------------------------------
     def next_todo(self, step: int = 1) -> Frame | None:
-        """The next (step=+1) or previous (-1) frame in the list still to annotate, wrapping around."""
+        """The next (step=+1) or previous (-1) frame in the list still to annotate, wrapping around.
+
+        With `follow_queue`, "next" is the least certain frame of the uncertainty queue (then unlabeled frames in
+        list order) among the listed frames; "previous" still walks the list."""
+        if self.follow_queue and step > 0:
+            from kbh.queue import annotation_queue
+
+            listed = {f.id: f for f in self.frames}
+            for entry in annotation_queue(self.ws):
+                f = listed.get(entry.frame_id)
+                if (f is not None and self.session_status(f) in TODO_STATUSES
+                        and (self.current is None or f.id != self.current.id)):
+                    return f
+            return None
         n = len(self.frames)
         if n == 0:
             return None

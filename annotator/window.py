@@ -196,6 +196,9 @@ class AnnotatorWindow(QMainWindow):
         m = mb.addMenu("F&rame")
         self._action(m, "Next unlabeled frame", ["N", "Space"], lambda: self.go_todo(1))
         self._action(m, "Previous unlabeled frame", ["P", "Shift+Space"], lambda: self.go_todo(-1))
+        self.act_follow_queue = self._action(m, "Next follows the model's uncertainty queue", "Ctrl+U",
+                                             self.set_follow_queue, True,
+                                             tip="Next opens the frame the model is least sure of (kbh queue)")
         self._action(m, "Next frame in list", "PgDown", lambda: self.go_neighbour(1))
         self._action(m, "Previous frame in list", "PgUp", lambda: self.go_neighbour(-1))
         m.addSeparator()
@@ -360,6 +363,10 @@ class AnnotatorWindow(QMainWindow):
 
     def undo_stack(self) -> QUndoStack | None:
         return self.undo_group.activeStack()
+
+    def set_follow_queue(self, on: bool):
+        self.controller.follow_queue = bool(on)
+        self.act_follow_queue.setChecked(bool(on))
 
     def go_todo(self, step: int):
         f = self.controller.next_todo(step)

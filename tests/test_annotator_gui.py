@@ -318,3 +318,15 @@ def test_pyside_refcount_workaround_is_active():
         assert not immortalize_singletons()  # immortal already
     else:
         assert sys.getrefcount(None) > 2**39 and sys.getrefcount(True) > 2**39 and sys.getrefcount(False) > 2**39
+
+
+def test_follow_queue_action_drives_next(qtbot, open_window, ws_path):
+    ws = Workspace.open(ws_path)
+    frames = ws.frames()
+    ws.save_prediction(frames[4].id, "m", np.full((frames[4].height, frames[4].width), 0.5, np.float32), 0.7)
+    ws.close()
+    win = open_window(ws_path)
+    win.act_follow_queue.trigger()
+    assert win.controller.follow_queue and win.act_follow_queue.isChecked()
+    win.go_todo(1)
+    assert win.controller.current.id == frames[4].id

@@ -290,3 +290,18 @@ def test_annotate_command_refuses_a_folder_that_is_no_workspace(tmp_path, capsys
     make_workspace(tmp_path / "ws").close()
     assert main(["annotate", str(tmp_path / "ws"), "--frame", "p9_s9/00000"]) == 2
     assert "no frame with key 'p9_s9/00000'" in capsys.readouterr().err
+
+
+def test_next_follows_the_uncertainty_queue_when_asked(ws):
+    frames = ws.frames()
+    prob = np.full((frames[0].height, frames[0].width), 0.5, np.float32)
+    ws.save_prediction(frames[3].id, "m", prob, 0.9)  # the least certain
+    ws.save_prediction(frames[1].id, "m", prob, 0.4)
+    c = Controller(ws)
+    assert c.next_todo().id == frames[0].id  # list order by default
+    c.follow_queue = True
+    assert c.next_todo().id == frames[3].id
+    c.open(frames[3].id)
+    assert c.next_todo().id == frames[1].id  # then the next most uncertain, never the open frame
+    c.set_filter(person="p1")  # the queue respects the list's filter
+    assert c.next_todo().id == frames[1].id and frames[3].person_id == "p2"
