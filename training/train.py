@@ -139,7 +139,8 @@ def train(args) -> int:
             raise KbhError(str(e)) from None
         if ckpt:
             model.load_state_dict(ckpt["model"])
-        model.to(device)
+        # channels_last: oneDNN's fast path for these small convolutions (~25% per step on 2 CPU cores)
+        model.to(device, memory_format=torch.channels_last)
         iterations = args.iterations if model.recurrent else 1
         # A model may ask for the loss on its last output only (McIntosh et al.'s canvas): alpha = 0 gives weights
         # 0, ..., 0, 1 (0^0 = 1).
@@ -183,7 +184,7 @@ def train(args) -> int:
                                 generator=torch.Generator().manual_seed(args.seed * 1_000_003 + step))
             for batch in loader:
                 model.train()
-                x = batch["image"].to(device, non_blocking=True)
+                x = batch["image"].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                 y = batch["mask"].to(device, non_blocking=True)
                 outs = net(x, iterations=iterations if model.recurrent else None)
                 loss, per_iter = recurrent_loss(outs, y, alpha=alpha)
