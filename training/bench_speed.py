@@ -6,6 +6,8 @@ machine's CPU, for three ways of running the same weights, measured in the same 
                (unet-b only: GroupNorm cannot be folded), initial states created channels_last;
 - onnxruntime: the model exported to ONNX (all T iterations in one graph) run by ONNX Runtime's CPU provider.
 
+The measuring processes run with OMP_WAIT_POLICY=PASSIVE by default (--omp-wait): on this shared 2-core machine
+torch's busy-waiting OpenMP threads collapse (20x slower) whenever another job takes a core.
 torch.compile was tried and left out: on this machine it took ~85 s per model to compile (a C++ toolchain
 is needed too) for a small gain. Threads: --threads (default 2) for torch and ONNX Runtime alike.
 
@@ -159,11 +161,17 @@ def child_train_memory(job: dict) -> dict:
 CHILDREN = {"timing": child_timing, "memory": child_memory, "train_memory": child_train_memory}
 
 
-def _spawn(kind: str, job: dict, timeout: float = 3600) -> dict:
-    """Run a child in a fresh interpreter (clean peak-RSS accounting, no state shared between models)."""
+def _spawn(kind: str, job: dict, timeout: float = 3600, omp_wait: str | None = None) -> dict:
+    """Run a child in a fresh interpreter (clean peak-RSS accounting, no state shared between models).
+
+    omp_wait sets OMP_WAIT_POLICY for the child (it must be set before the OpenMP runtime starts). On a shared
+    2-core machine torch's default (busy-waiting) OpenMP threads collapse when a peer thread is descheduled:
+    dru4 went from 25 to 1 frame/s with 2 threads at a load average of 3; PASSIVE avoids that."""
     cmd = [sys.executable, "-m", "training.bench_speed", kind, json.dumps(job)]
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    if omp_wait:
+        env["OMP_WAIT_POLICY"] = omp_wait
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ["(no message)"]
@@ -174,7 +182,7 @@ def _spawn(kind: str, job: dict, timeout: float = 3600) -> dict:
 # ----------------------------------------------------------------------------------------------- parent
 def measure(models: list[str], iterations: list[int], variants: list[str], size=(230, 306), threads: int = 2,
             rounds: int = 5, min_seconds: float = 0.5, memory: bool = True, train_memory: bool = False,
-            log=print) -> dict:
+            omp_wait: str | None = "PASSIVE", log=print) -> dict:
     """Measure every model; returns {"rows": [...], "train_memory": [...], "setup": {...}}."""
     import torch
 
@@ -187,12 +195,13 @@ def measure(models: list[str], iterations: list[int], variants: list[str], size=
         its = iterations if recurrent else [1]
         log(f"  {name}: timing T={','.join(map(str, its))} ({', '.join(variants)}) ...")
         timing = _spawn("timing", {"model": name, "iterations": its, "variants": variants, "size": list(size),
-                                   "threads": threads, "rounds": rounds, "min_seconds": min_seconds})["timing"]
+                                   "threads": threads, "rounds": rounds, "min_seconds": min_seconds},
+                        omp_wait=omp_wait)["timing"]
         mem = {}
         if memory:
             for v in variants:
                 mem[v] = _spawn("memory", {"model": name, "variant": v, "iterations": max(its),
-                                           "size": list(size), "threads": threads})
+                                           "size": list(size), "threads": threads}, omp_wait=omp_wait)
         for t in its:
             row = {"model": name, "parameters": params, "iterations": t}
             for r in timing:
@@ -209,9 +218,11 @@ def measure(models: list[str], iterations: list[int], variants: list[str], size=
     if train_memory:
         for name in TRAIN_MEMORY_MODELS:
             log(f"  {name}: training memory at batch 8 ...")
-            r = _spawn("train_memory", {"model": name, "batch": 8, "size": list(size), "steps": 3, "threads": threads})
+            r = _spawn("train_memory", {"model": name, "batch": 8, "size": list(size), "steps": 3, "threads": threads},
+                       omp_wait=omp_wait)
             train.append({"model": name, "batch": 8, **r})
     setup = {"size": list(size), "batch": 1, "threads": threads, "rounds": rounds, "torch": torch.__version__,
+             "omp_wait_policy": omp_wait or os.environ.get("OMP_WAIT_POLICY", "default"),
              "cpu": _cpu_name(), "load_average_at_end": os.getloadavg()}
     try:
         import onnxruntime
@@ -249,7 +260,8 @@ def format_table(result: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     s = result["setup"]
     lines.append("")
-    lines.append(f"{s['size'][0]}x{s['size'][1]}, batch 1, {s['threads']} threads, median of {s['rounds']} rounds; "
+    lines.append(f"{s['size'][0]}x{s['size'][1]}, batch 1, {s['threads']} threads "
+                 f"(OMP_WAIT_POLICY {s.get('omp_wait_policy', 'default')}), median of {s['rounds']} rounds; "
                  f"CPU ms = CPU time of all threads per frame; "
                  f"MB = peak resident memory added by inference at the largest T; torch {s['torch']}"
                  + (f", onnxruntime {s['onnxruntime']}" if "onnxruntime" in s else "")
@@ -325,7 +337,7 @@ def run_bench_speed(args) -> int:
     print(f"kbh bench speed: {len(models)} model(s), load average now {os.getloadavg()[0]:.1f}")
     result = measure(models, args.iterations, variants, size=tuple(args.size), threads=args.threads,
                      rounds=args.rounds, min_seconds=args.min_seconds, memory=not args.no_memory,
-                     train_memory=args.train_memory)
+                     train_memory=args.train_memory, omp_wait=None if args.omp_wait == "default" else args.omp_wait)
     table = format_table(result)
     print(table)
     if args.out:

@@ -45,6 +45,9 @@ def register(sub, bench_sub) -> None:
     b.add_argument("--min-seconds", type=float, default=0.5, help="length of one timing measurement")
     b.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
     b.add_argument("--train-memory", action="store_true", help="also measure sru0/dru4 training memory at batch 8")
+    b.add_argument("--omp-wait", choices=("PASSIVE", "ACTIVE", "default"), default="PASSIVE",
+                   help="OMP_WAIT_POLICY of the measuring processes (default PASSIVE: busy-waiting torch threads "
+                        "collapse on a shared machine)")
     b.set_defaults(func=run_bench_speed)
 
     e = sub.add_parser("export-model", help="export a checkpoint to ONNX and check it against torch")
