@@ -294,15 +294,22 @@ def plot_accuracy_vs_speed(result: dict, evals: list[dict], path: Path, variant:
 
     from kbh.imageio import atomic_path
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    # several eval files of one model (training seeds): plot their mean per iteration
+    by_model: dict[str, list[dict]] = {}
     for ev in evals:
-        pts = [(r[f"fps_{variant}"], ev["miou"][r["iterations"]], r["iterations"]) for r in result["rows"]
-               if r["model"] == ev["model"] and r["iterations"] in ev["miou"] and ev["miou"][r["iterations"]] is not None
-               and f"fps_{variant}" in r]
+        by_model.setdefault(ev["model"], []).append(ev["miou"])
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for model, runs in by_model.items():
+        pts = []
+        for r in result["rows"]:
+            vals = [m.get(r["iterations"]) for m in runs]
+            if r["model"] == model and f"fps_{variant}" in r and vals and all(v is not None for v in vals):
+                pts.append((r[f"fps_{variant}"], sum(vals) / len(vals), r["iterations"]))
         if not pts:
             continue
-        xs, ys, ts = zip(*sorted(pts, key=lambda p: p[2]))
-        ax.plot(xs, ys, "o-", label=ev["model"])
+        pts.sort(key=lambda p: p[2])
+        xs, ys, _ = zip(*pts)
+        ax.plot(xs, ys, "o-", label=model + (f" (mean of {len(runs)})" if len(runs) > 1 else ""))
         for x_, y_, t_ in pts:
             ax.annotate(f"T={t_}", (x_, y_), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xscale("log")
