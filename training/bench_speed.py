@@ -7,7 +7,8 @@ machine's CPU, for three ways of running the same weights, measured in the same 
 - onnxruntime: the model exported to ONNX (all T iterations in one graph) run by ONNX Runtime's CPU provider.
 
 The measuring processes run with OMP_WAIT_POLICY=PASSIVE by default (--omp-wait): on this shared 2-core machine
-torch's busy-waiting OpenMP threads collapse (20x slower) whenever another job takes a core.
+torch's busy-waiting OpenMP threads collapse (20x slower) whenever another job takes a core; ONNX Runtime's
+spinning pool then gets allow_spinning=0 likewise.
 torch.compile was tried and left out: on this machine it took ~85 s per model to compile (a C++ toolchain
 is needed too) for a small gain. Threads: --threads (default 2) for torch and ONNX Runtime alike.
 
@@ -68,7 +69,9 @@ def _runner(model_name: str, variant: str, iterations: int, image, threads: int)
 
         buffer = io.BytesIO()
         export_onnx(model, buffer, mode="all", iterations=iterations, height=image.shape[-2], width=image.shape[-1])
-        session = ort_session(buffer.getvalue(), threads=threads)
+        # same waiting policy as torch's OpenMP threads in this process (see _spawn)
+        spin = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
+        session = ort_session(buffer.getvalue(), threads=threads, spin=spin)
         feed = {"image": image.numpy()}
 
         def run():
@@ -166,7 +169,8 @@ def _spawn(kind: str, job: dict, timeout: float = 3600, omp_wait: str | None = N
 
     omp_wait sets OMP_WAIT_POLICY for the child (it must be set before the OpenMP runtime starts). On a shared
     2-core machine torch's default (busy-waiting) OpenMP threads collapse when a peer thread is descheduled:
-    dru4 went from 25 to 1 frame/s with 2 threads at a load average of 3; PASSIVE avoids that."""
+    dru4 went from 25 to 1 frame/s with 2 threads at a load average of 3; PASSIVE avoids that. With PASSIVE the
+    ONNX Runtime session does not spin either (the same policy for both)."""
     cmd = [sys.executable, "-m", "training.bench_speed", kind, json.dumps(job)]
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))

@@ -104,14 +104,18 @@ def export_onnx(model: nn.Module, destination, mode: str = "all", iterations: in
             "example": {n: a.numpy() for n, a in zip(input_names, args)}, "wrapper": wrapper}
 
 
-def ort_session(model_bytes_or_path, threads: int = 2):
-    """An ONNX Runtime CPU session with `threads` intra-op threads and all graph optimisations."""
+def ort_session(model_bytes_or_path, threads: int = 2, spin: bool = True):
+    """An ONNX Runtime CPU session with `threads` intra-op threads and all graph optimisations.
+
+    spin=False stops idle pool threads from busy-waiting: on a shared machine that doubled dru4's frame rate
+    at 2 threads (11.4 vs 6.0 frames/s at load average 2.5); on a quiet machine spinning is ORT's default."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     source = str(model_bytes_or_path) if isinstance(model_bytes_or_path, Path) else model_bytes_or_path
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
