@@ -37,6 +37,7 @@ class ConvLSTMCell1x1(nn.Module):
 
 class CanvasSegmenter(SegmentationModel):
     seedable = True
+    final_loss_only = True  # McIntosh et al. put the loss on the final canvas only (train.py reads this)
 
     def __init__(self, in_channels: int = 3, num_classes: int = 2, base_channels: int = 8, levels: int = 5,
                  norm: str = "group", features: int = 16, hidden: int = 32, lstm_layers: int = 2,
