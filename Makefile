@@ -25,7 +25,7 @@ demo: install
 	$(BIN)/python -m kbh.demo --out demo_out
 
 test: install
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -n 2 --durations=15
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -rs -n 2 --durations=15
 
 bench: install
 	$(BIN)/python benchmarks/bench_split.py
