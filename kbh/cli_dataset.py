@@ -1,4 +1,4 @@
-"""Sub-commands for the workspace: init, import, synth, stats, export."""
+"""Sub-commands for the workspace: init, import, synth, simulate-annotate, stats, queue, export."""
 
 from __future__ import annotations
 
@@ -9,17 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import KbhError
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'230x306' -> (230, 306) as (height, width)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise KbhError(f"size {text!r}: expected HEIGHTxWIDTH, e.g. 230x306") from None
-    if h < 8 or w < 8:
-        raise KbhError(f"size {text!r}: at least 8x8")
-    return h, w
 
 
 def register(sub, bench_sub) -> None:
@@ -135,6 +124,7 @@ def cmd_import(args) -> int:
 
 def cmd_synth(args) -> int:
     from .synth import synthesize_workspace
+    from .shards import parse_size
     from .workspace import DB_NAME, Workspace
 
     size = parse_size(args.size)

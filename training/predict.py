@@ -131,7 +131,7 @@ def predict_workspace(ws: Workspace, predictor: Predictor, statuses=("unlabeled"
 
 
 def run_predict(args) -> int:
-    from kbh.cli_dataset import parse_size
+    from kbh.shards import parse_size
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     predictor = Predictor.from_checkpoint(args.checkpoint, parse_size(args.size) if args.size else None)
