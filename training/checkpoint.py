@@ -8,6 +8,7 @@ different model), model (state dict), optimizer, scheduler, step, epoch, best_mi
 from __future__ import annotations
 
 import hashlib
+import pickle
 from pathlib import Path
 
 import torch
@@ -42,9 +43,16 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise KbhError(f"{path}: no such checkpoint")
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is corrupt or foreign
+        raise KbhError(f"{path}: not a kbh checkpoint (not a torch.save archive: truncated, corrupt or another format)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # unpickling refused or a truncated/corrupt file
+    except pickle.UnpicklingError:
+        raise KbhError(f"{path}: refused: the checkpoint holds objects other than tensors and plain values "
+                       f"(loading it could run code)") from None
+    except Exception as e:  # a damaged archive
         raise KbhError(f"{path}: not a loadable kbh checkpoint ({e.__class__.__name__}: {str(e).splitlines()[0][:120]})") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
         missing = [k for k in REQUIRED_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
@@ -56,9 +64,13 @@ def model_from_checkpoint(ckpt: dict):
     """Rebuild the network from its stored config and load its weights (eval mode)."""
     from training.models import build_model
 
-    config = dict(ckpt["model_config"])
-    model = build_model(**config)
-    model.load_state_dict(ckpt["model"])
+    try:
+        config = dict(ckpt["model_config"])
+        model = build_model(**config)
+        model.load_state_dict(ckpt["model"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:  # a damaged or foreign checkpoint
+        msg = str(e).splitlines()[0][:160] if str(e) else e.__class__.__name__
+        raise KbhError(f"checkpoint of model {ckpt['model_config'].get('name', '?')!r} cannot be rebuilt: {msg}") from None
     model.eval()
     return model
 
