@@ -90,11 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kbh.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("demo_out"))
-    p.add_argument("--persons", type=int, default=34)
-    p.add_argument("--labeled-persons", type=int, default=30, help="persons the simulated annotator labels")
+    p.add_argument("--persons", type=int, default=54)
+    p.add_argument("--labeled-persons", type=int, default=50, help="persons the simulated annotator labels")
     p.add_argument("--frames", type=int, default=6, help="frames per sequence")
     p.add_argument("--size", default="96x128", help="HEIGHTxWIDTH")
-    p.add_argument("--steps", type=int, default=150, help="training steps")
+    p.add_argument("--steps", type=int, default=200, help="training steps")
     args = p.parse_args(argv)
     run(args.out, args.persons, args.labeled_persons, args.frames, args.size, args.steps)
     return 0
