@@ -18,12 +18,7 @@ from training.export import (PARITY_TOLERANCE, export_onnx, initial_state_from_m
 from training.models import build_model  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _small(name):

@@ -31,12 +31,7 @@ EXPECTED_PARAMETERS = {
 SEEDABLE = {"rec-simple", "canvas"} | {f"{k}{lvl}" for k in ("sru", "dru") for lvl in range(5)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_registry_lists_every_model():
