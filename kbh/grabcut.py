@@ -63,6 +63,8 @@ class GrabCutSession:
     cache_size: stroke lists whose results are kept for undo/redo.
     """
 
+    label = "GrabCut"
+
     def __init__(
         self,
         image: np.ndarray,
