@@ -4,9 +4,10 @@ The undo history holds compact differences, napari style: adding a stroke stores
 removed strokes with their positions, and every change that moves the mask stores the changed pixel indices with
 their old and new values (`MaskDiff`), never a copy of the mask.
 
-The mask of a stroke change comes from the GrabCut engine, which runs elsewhere (a worker thread). A change is
-"unsettled" until the engine's result for it arrives; `generation` counts stroke-list changes, so a result computed
-for an older stroke list is recognised and dropped. An unsettled change moves no pixels; when its result arrives
+The mask of a stroke change comes from the interactive engine (GrabCut by default, or a trained model; see
+kbh.engines), which runs elsewhere (a worker thread). A change is "unsettled" until the engine's result for it
+arrives; `generation` counts the changes that ask the engine (stroke-list changes, and a re-run of the same strokes
+after the engine was switched), so a result computed for an older request is recognised and dropped. An unsettled change moves no pixels; when its result arrives
 late (after an undo, say) the next change waiting to be redone is re-based on the new mask, so the chain of
 differences always leads from the starting mask to the current one.
 """
@@ -62,10 +63,21 @@ class Change:
     status: tuple[str, str] | None = None  # (before, after)
     mask: MaskDiff | None = None
     settled: bool = True  # False while its mask is still to come from the engine
+    rerun: bool = False  # the same strokes, run again by another engine (the engine was switched)
 
     @property
     def touches_strokes(self) -> bool:
         return bool(self.removed or self.added)
+
+    @property
+    def asks_engine(self) -> bool:
+        """Its mask comes from the engine: it changes the strokes or re-runs them."""
+        return self.touches_strokes or self.rerun
+
+    @property
+    def owns_mask(self) -> bool:
+        """It sets the mask: by the engine, or by a stored difference (a reset)."""
+        return self.asks_engine or self.mask is not None
 
 
 @dataclass
@@ -81,7 +93,7 @@ class FrameSession:
     initial_mask: np.ndarray | None = None  # what "reset" returns to
     idle_cap: float = IDLE_CAP_S
     clock: object = time.monotonic
-    generation: int = 0  # bumped by every change of the stroke list
+    generation: int = 0  # bumped by every change that asks the engine (stroke-list changes, re-runs)
     dirty: bool = False  # something not yet written to the workspace
     mask_version: int = 0  # bumped whenever the mask's pixels change (views redraw only then)
     base_settled: bool = True  # the state before any change has its mask (False: strokes loaded without mask)
@@ -129,7 +141,7 @@ class FrameSession:
     def settled(self) -> bool:
         """The current mask belongs to the current stroke list."""
         for change in reversed(self._undo):
-            if change.touches_strokes or change.mask is not None:
+            if change.owns_mask:
                 return change.settled
         return self.base_settled
 
@@ -187,6 +199,13 @@ class FrameSession:
         change = Change("Reset frame", removed=tuple(enumerate(self.strokes)), mask=diff)
         return self._do(change)
 
+    def rerun(self, text: str = "Re-run strokes") -> Change | None:
+        """Ask the engine again for the same strokes (another engine was chosen); the new mask becomes an undo
+        step of its own, so undo shows the previous engine's mask again. None when there are no strokes."""
+        if not self.strokes:
+            return None
+        return self._do(Change(text, settled=False, rerun=True))
+
     def set_status(self, status: str) -> Change | None:
         if status == self.status:
             return None
@@ -226,7 +245,7 @@ class FrameSession:
         if change.mask is not None:
             (change.mask.apply if forward else change.mask.revert)(self.mask)
             self.mask_version += 1
-        if change.touches_strokes:
+        if change.asks_engine:
             self.generation += 1
         self.dirty = True
 
@@ -238,7 +257,7 @@ class FrameSession:
         mask = np.asarray(mask, dtype=np.uint8)
         if mask.shape != self.mask.shape:
             raise ValueError(f"engine mask {mask.shape} for a frame of {self.mask.shape}")
-        owner = next((c for c in reversed(self._undo) if c.touches_strokes or c.mask is not None), None)
+        owner = next((c for c in reversed(self._undo) if c.owns_mask), None)
         if owner is None:  # strokes loaded without a mask: the base state gets its mask
             if self.base_settled:
                 return False

@@ -2,24 +2,30 @@
 
 Thin over `Controller` (queue, saving) and `FrameSession` (one frame's state and undo history): every edit goes
 session -> QUndoStack (one per frame, in a QUndoGroup) -> canvas refresh -> engine job or autosave.
+The Engine menu switches the interactive engine (GrabCut, or a trained model from a checkpoint) through
+`annotator.engines` (never `training` directly); the worker drops the old engines and the open frame's strokes
+are run again by the new one, as an undo step of their own.
 """
 
 from __future__ import annotations
 
 import time
 
+from pathlib import Path
+
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoCommand, QUndoGroup, QUndoStack
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QDockWidget,
-                               QDoubleSpinBox, QHBoxLayout, QHeaderView, QLabel, QMainWindow,
-                               QProgressBar, QSlider, QTableWidget, QTableWidgetItem, QToolBar, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QComboBox, QDialog, QDialogButtonBox,
+                               QDockWidget, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
+                               QMainWindow, QMessageBox, QProgressBar, QSlider, QTableWidget, QTableWidgetItem,
+                               QToolBar, QVBoxLayout, QWidget)
 
 from kbh.errors import KbhError
 from kbh.workspace import STATUSES, Workspace
 
 from .canvas import Canvas
 from .controller import Controller
+from .engines import EngineChoice, build_engine, choice_from_factory, one_line
 from .saver import Saver
 from .session import FrameSession
 from .worker import GrabCutWorker
@@ -54,7 +60,9 @@ class SessionCommand(QUndoCommand):
 
 class AnnotatorWindow(QMainWindow):
     def __init__(self, ws: Workspace, settings: QSettings | None = None, engine_factory=None,
-                 annotator: str | None = None, parent=None):
+                 annotator: str | None = None, parent=None, engine: EngineChoice | None = None):
+        """`engine`: the engine to start with (`annotator.engines.build_engine`); without it, `engine_factory`
+        (a bare per-frame factory, e.g. a test's stand-in) or else the built-in GrabCut."""
         super().__init__(parent)
         self.setWindowTitle(f"kbh annotate — {ws.root}")
         self.ws = ws
@@ -65,10 +73,15 @@ class AnnotatorWindow(QMainWindow):
         self.saver.start()
         self._acked = 0  # snapshots the saver has acknowledged (written or failed)
         self.controller = Controller(ws, annotator=annotator, writer=self.saver.submit)
-        self.worker = GrabCutWorker(engine_factory)
+        self.engine: EngineChoice = engine if engine is not None else choice_from_factory(engine_factory)
+        self.engine_error: str | None = None  # the last engine switch that failed, as shown
+        self.engine_error_box: QMessageBox | None = None
+        self.worker = GrabCutWorker(self.engine.factory)
+        self._engine_epoch = self.worker.epoch
         self.worker.resultReady.connect(self.on_result)
         self.worker.failed.connect(self.on_failed)
         self.worker.busyChanged.connect(self._on_busy)
+        self.worker.engineBuilt.connect(self._on_engine_built)
         self.worker.start()
         self.undo_group = QUndoGroup(self)
         self._stacks: dict[int, tuple[FrameSession, QUndoStack]] = {}
@@ -207,6 +220,22 @@ class AnnotatorWindow(QMainWindow):
         self.act_propagate = self._action(m, "Propagate mask to next frame of sequence", "Ctrl+P", self.propagate)
         self.act_propagate.setIconText("Propagate")
 
+        m = mb.addMenu("E&ngine")
+        self.engine_menu = m
+        group = QActionGroup(self)
+        group.setExclusive(True)
+        self.act_engine_grabcut = self._action(m, "GrabCut", None, self.use_grabcut, True,
+                                               tip="The built-in engine: needs no training (the default)")
+        self.act_engine_model = self._action(m, "Model…", None, self.choose_model, True,
+                                             tip="A stroke-conditioned model: choose a checkpoint trained "
+                                                 "with `kbh train --interactive`")
+        for act in (self.act_engine_grabcut, self.act_engine_model):
+            group.addAction(act)
+        self.engine_group = group
+        self._check_engine_action()
+        if self.engine.checkpoint:
+            self.settings.setValue("engine/checkpoint", self.engine.checkpoint)
+
         m = mb.addMenu("&Help")
         self._action(m, "Keyboard shortcuts", "F1", self.show_help)
 
@@ -240,13 +269,17 @@ class AnnotatorWindow(QMainWindow):
     def _build_statusbar(self):
         sb = self.statusBar()
         self.frame_label = QLabel()
-        self.engine_label = QLabel("GrabCut idle")
+        self.engine_label = QLabel()
+        self.busy_label = QLabel("idle")
+        self.busy_label.setMinimumWidth(self.busy_label.fontMetrics().horizontalAdvance("running…") + 4)
         self.progress = QProgressBar()
         self.progress.setFixedWidth(220)
         self.progress.setFormat("%v / %m labeled (%p%)")
         sb.addWidget(self.frame_label, 1)
         sb.addPermanentWidget(self.engine_label)
+        sb.addPermanentWidget(self.busy_label)
         sb.addPermanentWidget(self.progress)
+        self._update_engine_label()
 
     # -- settings ----------------------------------------------------------------------------------------------
     def _restore_settings(self):
@@ -457,10 +490,87 @@ class AnnotatorWindow(QMainWindow):
         self.save(session)
 
     def on_failed(self, frame_id: int, generation: int, message: str) -> None:
-        self.statusBar().showMessage(f"GrabCut failed on frame {frame_id}: {message}", 10000)
+        self.statusBar().showMessage(f"{self.engine.label} failed on frame {frame_id}: {message}", 10000)
 
     def _on_busy(self, busy: bool):
-        self.engine_label.setText("GrabCut running…" if busy else "GrabCut idle")
+        self.busy_label.setText("running…" if busy else "idle")
+
+    # -- engine ------------------------------------------------------------------------------------------------
+    def set_engine(self, name: str, checkpoint: str | Path | None = None) -> bool:
+        """Switch to engine `name` (its checkpoint for a model). On failure the error is shown (status bar and
+        a message box) and the current engine stays; returns whether the switch happened."""
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)  # loading a model can take a moment
+        try:
+            choice = build_engine(name, checkpoint)
+        except Exception as e:  # a bad checkpoint, a missing part: the person keeps working with the old engine
+            self._engine_failed(one_line(e))
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.use_engine(choice)
+        return True
+
+    def use_engine(self, choice: EngineChoice) -> None:
+        """Run `choice` from now on: the worker drops the old engines and the open frame's strokes are run again,
+        so its mask is the new engine's at once (one undo step: undo shows the old engine's mask)."""
+        self.engine = choice
+        self.engine_error = None
+        self._engine_epoch = self.worker.set_engine_factory(choice.factory)
+        if choice.checkpoint:
+            self.settings.setValue("engine/checkpoint", choice.checkpoint)
+        self._check_engine_action()
+        self._update_engine_label()
+        s = self.session
+        if s is not None:
+            self.push(s, s.rerun(f"Run strokes with {choice.label}"))
+        self.statusBar().showMessage(f"engine: {choice.label}", 4000)
+
+    def use_grabcut(self):
+        if self.engine.is_default:
+            self._check_engine_action()
+            return
+        self.set_engine("grabcut")
+
+    def choose_model(self):
+        """Engine > Model…: pick a checkpoint (the last one is offered first) and switch to it."""
+        path = self.choose_checkpoint()
+        if not path:
+            self._check_engine_action()  # cancelled: the menu shows the engine still in use
+            return
+        self.set_engine("model", path)
+
+    def choose_checkpoint(self) -> str | None:
+        last = self.settings.value("engine/checkpoint", "") or ""
+        start = last if last and Path(last).parent.is_dir() else str(self.ws.root)
+        path, _ = QFileDialog.getOpenFileName(self, "Model checkpoint (kbh train --interactive)", start,
+                                              "Checkpoints (*.pt *.pth *.ckpt);;All files (*)")
+        return path or None
+
+    def _engine_failed(self, message: str):
+        self.engine_error = message
+        self._check_engine_action()
+        self.statusBar().showMessage(f"engine not changed ({self.engine.label} stays): {message}", 15000)
+        if self.engine_error_box is not None:
+            self.engine_error_box.close()
+        box = QMessageBox(QMessageBox.Icon.Warning, "Engine not changed",
+                          f"{message}\n\nStill using {self.engine.label}.", QMessageBox.StandardButton.Ok, self)
+        box.open()  # window-modal, without a nested event loop
+        self.engine_error_box = box
+
+    def _on_engine_built(self, epoch: int, label: str):
+        """An engine of the current factory tells its own label (e.g. the model's name and training step)."""
+        if epoch == self._engine_epoch and label and label != self.engine.label:
+            self.engine = EngineChoice(self.engine.name, self.engine.factory, self.engine.checkpoint, label)
+            self._update_engine_label()
+
+    def _check_engine_action(self):
+        act = self.act_engine_grabcut if self.engine.is_default else self.act_engine_model
+        act.setChecked(True)
+        self.act_engine_model.setToolTip(self.engine.checkpoint or "choose a checkpoint")
+
+    def _update_engine_label(self):
+        self.engine_label.setText(f"Engine: {self.engine.label}")
+        self.engine_label.setToolTip(self.engine.checkpoint or "built in, needs no training")
 
     def _on_activity(self):
         s = self.session
@@ -579,7 +689,10 @@ class HelpDialog(QDialog):
         layout = QVBoxLayout(self)
         intro = QLabel("Draw short strokes: <b>left button</b> with the current brush, <b>right button</b> for "
                        "background. <b>Wheel</b> zooms, <b>middle button</b> or <b>Alt + drag</b> pans. Every "
-                       "change is saved to the workspace at once.")
+                       "change is saved to the workspace at once.<br>The mask comes from the engine chosen in the "
+                       "<b>Engine</b> menu: <b>GrabCut</b> (built in, the default) or a trained <b>Model…</b> "
+                       "(a checkpoint of <tt>kbh train --interactive</tt>); the status bar shows which one runs. "
+                       "Switching runs the open frame's strokes again with the new engine (undo goes back).")
         intro.setWordWrap(True)
         layout.addWidget(intro)
         table = QTableWidget(len(rows), 2)

@@ -1,7 +1,8 @@
-"""GrabCut off the GUI thread.
+"""The interactive engine off the GUI thread.
 
-One QThread owns the engines (one `GrabCutSession` per recently used frame, which keeps its colour models between
-strokes). Jobs coalesce: per frame only the newest stroke list waits, so a burst of strokes costs one run, and
+One QThread owns the engines (one per recently used frame, built by the engine factory: a `GrabCutSession`, which
+keeps its colour models between strokes, or a trained model's engine; see kbh.engines). Switching the engine
+(`set_engine_factory`) drops them all: they belong to the old one. Jobs coalesce: per frame only the newest stroke list waits, so a burst of strokes costs one run, and
 each result carries the generation it was computed for, so the GUI drops a result made stale by a newer stroke.
 """
 
@@ -41,6 +42,7 @@ class GrabCutWorker(QThread):
     resultReady = Signal(int, int, object)
     failed = Signal(int, int, str)
     busyChanged = Signal(bool)
+    engineBuilt = Signal(int, str)  # factory epoch, the new engine's `label` ("" if it has none)
 
     def __init__(self, engine_factory=None, max_engines: int = 4, parent=None):
         super().__init__(parent)
@@ -51,7 +53,24 @@ class GrabCutWorker(QThread):
         self._forget: set[int] = set()
         self._stopping = False
         self._busy = False
+        self._epoch = 0  # bumped by every set_engine_factory
+        self._drop_engines = False
         self._engines: OrderedDict[int, object] = OrderedDict()  # touched only by the worker thread
+
+    def set_engine_factory(self, factory) -> int:
+        """Use `factory` for every job from now on; the engines built so far are dropped (they belong to the old
+        factory). A job already running finishes with its engine. Returns the new factory's epoch."""
+        with self._cond:
+            self.engine_factory = factory or default_engine_factory
+            self._epoch += 1
+            self._drop_engines = True
+            self._cond.notify()
+            return self._epoch
+
+    @property
+    def epoch(self) -> int:
+        with self._cond:
+            return self._epoch
 
     def submit(self, frame_id: int, generation: int, strokes, image: np.ndarray, prior: np.ndarray | None) -> None:
         with self._cond:
@@ -80,22 +99,27 @@ class GrabCutWorker(QThread):
     def run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._stopping and not self._forget:
+                while not self._pending and not self._stopping and not self._forget and not self._drop_engines:
                     self._cond.wait()
                 if self._stopping:
                     return
+                if self._drop_engines:
+                    self._engines.clear()
+                    self._drop_engines = False
                 for fid in self._forget:
                     self._engines.pop(fid, None)
                 self._forget.clear()
                 if not self._pending:
                     continue
                 _, job = self._pending.popitem(last=False)
+                factory, epoch = self.engine_factory, self._epoch
                 self._busy = True
             self.busyChanged.emit(True)
             try:
                 engine = self._engines.pop(job.frame_id, None)
                 if engine is None:
-                    engine = self.engine_factory(job.image, job.prior)
+                    engine = factory(job.image, job.prior)
+                    self.engineBuilt.emit(epoch, str(getattr(engine, "label", "") or ""))
                 self._engines[job.frame_id] = engine
                 while len(self._engines) > self.max_engines:
                     self._engines.popitem(last=False)
