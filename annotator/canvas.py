@@ -4,9 +4,14 @@ A QGraphicsView: wheel zooms about the pointer, the middle button (or Alt + left
 with the current tool (foreground, background, eraser) and the right button draws background. Overlays are
 QPixmaps built with numpy in one pass, so a 1280x720 frame redraws in milliseconds. The canvas holds no
 annotation state; it reports finished strokes and eraser paths as signals, in image pixel coordinates.
+
+`mask_serial` counts the masks set on the canvas and `painted_serial` / `painted_at` tell which of them the
+viewport has painted last and when (time.perf_counter): what is on screen, for latency measurements.
 """
 
 from __future__ import annotations
+
+import time
 
 import cv2
 import numpy as np
@@ -116,6 +121,9 @@ class Canvas(QGraphicsView):
         self._points: list[tuple[float, float]] = []
         self._pan_from: QPointF | None = None
         self._fit_pending = True
+        self.mask_serial = 0  # masks set so far (set_mask)
+        self.painted_serial = 0  # the newest of them painted on the viewport
+        self.painted_at = 0.0  # perf_counter() when that paint finished
 
     # -- content -----------------------------------------------------------------------------------------------
     def set_image(self, image: np.ndarray) -> None:
@@ -128,6 +136,7 @@ class Canvas(QGraphicsView):
         self._cancel_stroke()
 
     def set_mask(self, mask: np.ndarray | None) -> None:
+        self.mask_serial += 1
         if mask is None:
             self._overlay_values = None
             self._overlay_item.setPixmap(QPixmap())
@@ -193,6 +202,10 @@ class Canvas(QGraphicsView):
             self.fitInView(self.sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
             self._fit_pending = True
             self.zoomChanged.emit(self.zoom())
+
+    def paintEvent(self, event):
+        super().paintEvent(event)
+        self.painted_serial, self.painted_at = self.mask_serial, time.perf_counter()
 
     def wheelEvent(self, event):
         steps = event.angleDelta().y() / 120.0
