@@ -5,8 +5,8 @@ with the current tool (foreground, background, eraser) and the right button draw
 QPixmaps built with numpy in one pass, so a 1280x720 frame redraws in milliseconds. The canvas holds no
 annotation state; it reports finished strokes and eraser paths as signals, in image pixel coordinates.
 
-`mask_serial` counts the masks set on the canvas and `painted_serial` / `painted_at` tell which of them the
-viewport has painted last and when (time.perf_counter): what is on screen, for latency measurements.
+`mask_serial` counts the masks set on the canvas; `painted_serial` is the newest of them the viewport has painted
+and `painted_at` when its first paint finished (time.perf_counter): what is on screen, for latency measurements.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class Canvas(QGraphicsView):
         self._fit_pending = True
         self.mask_serial = 0  # masks set so far (set_mask)
         self.painted_serial = 0  # the newest of them painted on the viewport
-        self.painted_at = 0.0  # perf_counter() when that paint finished
+        self.painted_at = 0.0  # perf_counter() when its first paint finished
 
     # -- content -----------------------------------------------------------------------------------------------
     def set_image(self, image: np.ndarray) -> None:
@@ -205,7 +205,8 @@ class Canvas(QGraphicsView):
 
     def paintEvent(self, event):
         super().paintEvent(event)
-        self.painted_serial, self.painted_at = self.mask_serial, time.perf_counter()
+        if self.painted_serial != self.mask_serial:  # the first paint that shows this mask
+            self.painted_serial, self.painted_at = self.mask_serial, time.perf_counter()
 
     def wheelEvent(self, event):
         steps = event.angleDelta().y() / 120.0
