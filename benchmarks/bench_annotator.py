@@ -11,6 +11,8 @@ from just before the release event to the end of the first viewport paint that s
 Frames: real HGR1 photographs resized to 230x306 and to 1280x720 (`--sizes`; "native" keeps their own size).
 Strokes: the simulated annotator (kbh.simulate.next_stroke) correcting the current mask against the HGR1 mask.
 Engine: GrabCut (default) or a trained model (`--engine model --checkpoint C`, through kbh.engines). Offscreen Qt.
+On a loaded machine run the model with OMP_WAIT_POLICY=PASSIVE: torch's spinning OpenMP threads on the GUI thread
+(the sync baseline) otherwise take ~1 s per update on 2 busy cores, against a few ms once the load is gone.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_annotator.py [--data ../shared/data/hgr1]
         [--frames 4] [--strokes 5] [--sizes 230x306,1280x720] [--engine grabcut|model --checkpoint C] [--no-sync]

@@ -5,6 +5,7 @@ old engine. The "model" engine is a stand-in here (the real one lives in `traini
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -372,3 +373,41 @@ def test_annotate_command_hands_the_engine_to_the_window(tmp_path, monkeypatch, 
     with pytest.raises(Stop):
         main(["annotate", str(tmp_path / "ws")])  # GrabCut when no model is given
     assert seen["engine"].name == "grabcut" and seen["engine"].label == "GrabCut"
+
+
+# -- the real model engine, reached only through kbh.engines -------------------------------------------------------
+def test_annotator_never_imports_training():
+    root = Path(__file__).resolve().parents[1] / "annotator"
+    for path in root.glob("*.py"):
+        assert not re.search(r"^\s*(from|import)\s+training\b", path.read_text(), re.M), path.name
+
+
+@pytest.mark.slow
+def test_the_trained_model_engine_in_the_window(qtbot, window, tmp_path, one_torch_thread):
+    """A tiny interactive checkpoint (`kbh train --interactive`, 2 steps): the menu's switch loads it through
+    kbh.engines, the status bar takes the engine's own label, and stroke pixels keep their labels."""
+    pytest.importorskip("training.interactive_engine")
+    from kbh.cli import main
+    from tests.training_fixtures import make_shards
+
+    shards = make_shards(tmp_path / "shards")
+    assert main(["train", "--model", "dru4", "--data", str(shards), "--out", str(tmp_path / "run"), "--steps", "2",
+                 "--batch", "2", "--interactive", "--device", "cpu", "--workers", "0"]) == 0
+    best = tmp_path / "run" / "best.pt"
+    win = window()
+    s = win.session
+    win.set_radius(2)
+    draw(qtbot, win, [(30, 28), (40, 30)])
+    settle(qtbot, win)
+    win.choose_checkpoint = lambda: str(best)
+    win.act_engine_model.trigger()
+    assert win.engine.name == "model" and win.engine_error is None
+    settle(qtbot, win)
+    qtbot.waitUntil(lambda: re.fullmatch(r"Engine: Model dru4 \(step \d+\)", win.engine_label.text()) is not None)
+    from PySide6.QtCore import Qt
+
+    draw(qtbot, win, [(60, 10), (70, 10)], button=Qt.MouseButton.RightButton)
+    settle(qtbot, win)
+    for st in s.strokes:
+        assert (s.mask[rasterize(st, s.mask.shape)] == st.label).all()
+    assert np.array_equal((win.canvas._overlay_values > 0).astype(np.uint8), s.mask)
