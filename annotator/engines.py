@@ -29,6 +29,13 @@ class EngineChoice:
         return self.name == DEFAULT_ENGINE
 
 
+def default_engine_factory(image, prior=None, **kw):
+    """The built-in GrabCut, without going through the registry (the engine loads lazily: the GUI opens first)."""
+    from kbh.grabcut import GrabCutSession
+
+    return GrabCutSession(image, prior=prior, **kw)
+
+
 def fallback_label(name: str, checkpoint: str | Path | None = None) -> str:
     """A label for an engine before any of its engines has told its own (`engine.label`)."""
     if name == DEFAULT_ENGINE:
@@ -41,8 +48,6 @@ def choice_from_factory(factory: Callable | None, name: str = DEFAULT_ENGINE,
                         checkpoint: str | Path | None = None) -> EngineChoice:
     """Wrap a ready factory (an injected one, or None for the built-in GrabCut)."""
     if factory is None:
-        from .worker import default_engine_factory
-
         factory = default_engine_factory
     label = getattr(factory, "label", None)
     if not isinstance(label, str) or not label:

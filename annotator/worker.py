@@ -16,15 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
+from .engines import default_engine_factory  # the worker's default (GrabCut)
 from .qtcompat import immortalize_singletons
 
 immortalize_singletons()  # PySide6 6.12 on Python 3.11 leaks references to None/True/False
-
-
-def default_engine_factory(image: np.ndarray, prior: np.ndarray | None):
-    from kbh.grabcut import GrabCutSession  # the engine loads lazily: the GUI opens without it
-
-    return GrabCutSession(image, prior=prior)
 
 
 @dataclass
