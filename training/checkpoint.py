@@ -60,10 +60,20 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict):
-    """Rebuild the network from its stored config and load its weights (eval mode)."""
+def model_from_checkpoint(ckpt: dict, interactive: bool = False):
+    """Rebuild the network from its stored config and load its weights (eval mode).
+
+    A checkpoint of `kbh train --interactive` (key "interactive") needs strokes: only the interactive engine
+    (interactive=True) takes it; eval, predict and export refuse it, and the engine refuses the others."""
     from training.models import build_model
 
+    name = ckpt.get("model_config", {}).get("name", "?")
+    if ckpt.get("interactive") and not interactive:
+        raise KbhError(f"checkpoint of model {name!r} is interactive (trained with --interactive, it needs strokes): "
+                       f"use it as the annotator's engine (--engine model), not here")
+    if interactive and not ckpt.get("interactive"):
+        raise KbhError(f"checkpoint of model {name!r} is not interactive (it takes no strokes): train one with "
+                       f"`kbh train --interactive`")
     try:
         config = dict(ckpt["model_config"])
         model = build_model(**config)

@@ -37,6 +37,16 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--log-every", type=int, default=10, help="append the training loss to log.jsonl every K steps")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    i = p.add_argument_group("interactive (RITM-style stroke-conditioned model, the annotator's --engine model)")
+    i.add_argument("--interactive", action="store_true",
+                   help="train on image + current mask + simulated strokes (3 + 3 input channels)")
+    i.add_argument("--encoding", choices=("disk", "distance"), default="distance",
+                   help="stroke encoding: footprint, or clipped distance to the strokes (default, measured better)")
+    i.add_argument("--stroke-radius", type=float, default=3.0,
+                   help="brush radius of simulated strokes in shard pixels (drawn per sample from r/2..1.5r)")
+    i.add_argument("--stroke-distance", type=float, default=20.0, help="D of the distance encoding, shard pixels")
+    i.add_argument("--rounds", type=int, default=3, help="at most this many correction rounds per batch (0..R)")
+    i.add_argument("--val-strokes", type=int, default=10, help="strokes per validation frame (centre protocol)")
     p.set_defaults(func=_train)
 
     e = sub.add_parser("eval", help="score a checkpoint per iteration on a split (mIoU, recall, precision, F1, BEP)")

@@ -10,6 +10,12 @@ sum_t alpha^(N-t) CE_t with N = 3, alpha = 0.4, random rotation +-10 degrees and
 clipping at 10 (recurrent models).
 Choices of ours: one polynomial LR decay (power 0.9, torchvision's segmentation reference) for every model, so
 a fixed step budget is comparable across models; ImageNet normalisation, stored in the checkpoint.
+
+--interactive (RITM, Sofiiuk et al. 2021; training/interactive.py): the model takes 3 + 3 input channels (image,
+current mask, hand and background strokes). Per batch: initial strokes from the ground truth, then 0..--rounds
+correction rounds without gradient (predict, add a stroke in each sample's largest error, feed the prediction
+back), then the usual forward with gradient and loss. Validation replays the centre protocol for
+--val-strokes strokes; "miou" (model selection) is the mIoU after 3 strokes.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
@@ -30,6 +37,7 @@ from . import plots
 from .checkpoint import load_checkpoint, plain_args, save_checkpoint, state_dict_digest
 from .data import IMAGENET_MEAN, IMAGENET_STD, ShardDataset, SkipSampler, has_split, steps_per_epoch
 from .evaluate import score_dataset
+from .interactive import EXTRA_CHANNELS, model_input, score_interactive, simulate_rounds
 from .loss import recurrent_loss
 
 # Settings taken from the checkpoint on --resume (the run continues as it was started); the others (paths,
@@ -110,7 +118,9 @@ def train(args) -> int:
             raise KbhError(f"{run}: already holds a run (last.pt); use --resume or another --out")
         if args.steps is None and args.epochs is None:
             raise KbhError("give a budget: --steps N or --epochs N")
-        for name in ("steps", "epochs", "batch", "iterations", "save_every", "log_every"):
+        if args.interactive and args.rounds < 0:
+            raise KbhError(f"--rounds {args.rounds}: must be at least 0")
+        for name in ("steps", "epochs", "batch", "iterations", "save_every", "log_every", "val_strokes"):
             if getattr(args, name) is not None and getattr(args, name) < 1:
                 raise KbhError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
         if not (args.lr > 0 and math.isfinite(args.lr)):
@@ -134,7 +144,8 @@ def train(args) -> int:
         from training.models import build_model
 
         try:
-            model = build_model(**ckpt["model_config"]) if ckpt else build_model(args.model)
+            extra = {"in_channels": 3 + EXTRA_CHANNELS} if args.interactive else {}
+            model = build_model(**ckpt["model_config"]) if ckpt else build_model(args.model, **extra)
         except ValueError as e:
             raise KbhError(str(e)) from None
         if ckpt:
@@ -155,6 +166,11 @@ def train(args) -> int:
             step, best_miou = int(ckpt["step"]), float(ckpt["best_miou"])
             if master:
                 truncate_log(log_path, step)
+        interactive = None  # what the engine needs to rebuild the input (training/interactive_engine.py)
+        if args.interactive:
+            interactive = {"encoding": args.encoding, "radius": args.stroke_radius, "distance": args.stroke_distance,
+                           "rounds": args.rounds, "extra_channels": EXTRA_CHANNELS,
+                           "channels": ["rgb", "mask", "hand strokes", "background strokes"]}
         net = model
         if world > 1:
             net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -164,7 +180,8 @@ def train(args) -> int:
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                     "epoch": epoch, "best_miou": best_miou, "manifest_id": train_set.manifest_id,
                     "normalization": {"mean": list(mean), "std": list(std)}, "args": plain_args(args),
-                    "input_size": input_size}  # (H, W) of the shards: `kbh predict` resizes frames to it
+                    "input_size": input_size,  # (H, W) of the shards: `kbh predict` resizes frames to it
+                    **({"interactive": interactive} if interactive else {})}
 
         if master:
             print(f"kbh train: {model.config['name']} on {len(train_set)} frames ({per_epoch} steps/epoch, "
@@ -186,7 +203,15 @@ def train(args) -> int:
                 model.train()
                 x = batch["image"].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                 y = batch["mask"].to(device, non_blocking=True)
-                outs = net(x, iterations=iterations if model.recurrent else None)
+                s0 = None
+                if args.interactive:  # strokes and the fed-back mask of 0..R simulated rounds, no gradient
+                    rng = np.random.default_rng([args.seed, step, rank])
+                    rounds = int(rng.integers(0, args.rounds + 1))
+                    prev, enc = simulate_rounds(model, x, y, rng, rounds, args.stroke_radius, args.encoding,
+                                                args.stroke_distance)
+                    x = model_input(x, prev, enc).contiguous(memory_format=torch.channels_last)
+                    s0 = prev if model.seedable else None
+                outs = net(x, iterations=iterations if model.recurrent else None, s0=s0)
                 loss, per_iter = recurrent_loss(outs, y, alpha=alpha)
                 mean_loss = loss.detach().clone()
                 if world > 1:  # one decision for all ranks, and the logged loss is the global mean
@@ -212,7 +237,20 @@ def train(args) -> int:
                                           "elapsed_s": round(time.time() - t0, 2)})
 
                 do_eval = val_set is not None and ((args.eval_every and step % args.eval_every == 0) or step == total)
-                if do_eval:
+                if do_eval and args.interactive:
+                    sync_buffers(model, world)
+                    per_stroke, noc = score_interactive(model, val_set, args.val_strokes, device, args.stroke_radius,
+                                                        args.encoding, args.stroke_distance, batch=args.batch,
+                                                        rank=rank, world=world)
+                    miou = per_stroke[min(3, len(per_stroke)) - 1]["miou"]  # after 3 strokes
+                    if master:
+                        append_log(log_path, {"kind": "eval", "split": "val", "step": step, "epoch": epoch,
+                                              "miou": miou, "noc90": noc, "per_iteration": [
+                                                  {k: r[k] for k in ("iteration", "miou", "mean_recall", "mean_precision", "mean_f1", "bep")}
+                                                  for r in per_stroke]})  # here "iteration" k = after k strokes
+                        bar.write(f"step {step}: val mIoU after 3 strokes {miou:.4f}, NoC@90 {noc:.2f} (strokes "
+                                  f"1..{len(per_stroke)}: " + ", ".join(f"{r['miou']:.3f}" for r in per_stroke) + ")")
+                elif do_eval:
                     sync_buffers(model, world)
                     scorer = score_dataset(model, val_set, iterations, device, batch=args.batch, rank=rank, world=world)
                     per_iteration = scorer.results()
@@ -224,9 +262,10 @@ def train(args) -> int:
                                                                 for r in per_iteration]})
                         bar.write(f"step {step}: val mIoU {miou:.4f} (t=1..{iterations}: "
                                   + ", ".join(f"{r['miou']:.3f}" for r in per_iteration) + ")")
-                        if miou > best_miou:
-                            best_miou = miou
-                            save_checkpoint(run / "best.pt", checkpoint_state(epoch))
+                if do_eval:
+                    if master and miou > best_miou:
+                        best_miou = miou
+                        save_checkpoint(run / "best.pt", checkpoint_state(epoch))
                     best_miou = max(best_miou, miou)
                 if master and (step % args.save_every == 0 or step == total or do_eval):
                     save_checkpoint(run / "last.pt", checkpoint_state(epoch))
