@@ -72,7 +72,10 @@ def engine_factory(name: str = DEFAULT_ENGINE, checkpoint: str | Path | None = N
     ep = _registered().get(name)
     if ep is None:
         raise KbhError(f"unknown engine {name!r}; available: {', '.join(available_engines())}")
-    make = ep.load()
+    try:
+        make = ep.load()
+    except ImportError as e:  # the part that registered it is installed but broken or missing a dependency
+        raise KbhError(f"engine {name!r} cannot be loaded: {e}") from None
     factory = make(checkpoint=checkpoint, **options)
     try:
         factory.engine_name = name

@@ -180,3 +180,65 @@ def rasterize_any(stroke, shape):
     from kbh.strokes import rasterize
 
     return rasterize(stroke, shape).any()
+
+
+# ---- order independence, reach, first stroke (issue 8) --------------------------------------------------------
+
+@settings(max_examples=20, deadline=None)
+@given(strokes=st.lists(_stroke, min_size=1, max_size=5), prior=st.sampled_from([None, "soft"]),
+       edits=st.lists(st.integers(0, 4), min_size=1, max_size=4))
+def test_mask_after_any_edits_equals_the_from_scratch_mask(strokes, prior, edits):
+    """Add all, erase some (each edit removes the stroke at that index), re-add: every intermediate mask is what a
+    fresh session gives for the same stroke list."""
+    image, gt = blobs()
+    p = None if prior is None else cv2.GaussianBlur(gt.astype(np.float32), (0, 0), 3)
+    session = GrabCutSession(image, prior=p)
+    current = []
+    for s in strokes:
+        current.append(s)
+        session.update(current)
+    for e in edits:
+        if current:
+            del current[e % len(current)]
+        got = session.update(current)
+        assert np.array_equal(got, GrabCutSession(image, prior=p).update(current))
+    current.append(strokes[0])
+    assert np.array_equal(session.update(current), GrabCutSession(image, prior=p).update(current))
+
+
+def two_region_scene(h=150, w=200, seed=0):
+    """A skin-coloured 'hand' on the left, joined by a skin-coloured bridge to a slightly darker skin-like 'wall'
+    region on the right; the wall and the hand are separated by a strong edge except along the bridge."""
+    rng = np.random.default_rng(seed)
+    gt = np.zeros((h, w), np.uint8)
+    cv2.ellipse(gt, (55, 75), (35, 50), 0, 0, 360, 1, -1)
+    image = np.zeros((h, w, 3), np.float32)
+    image[:] = (50, 70, 110)  # blue background
+    image[:, 120:] = (170, 130, 100)  # the wall: near the hand's colour
+    image[gt == 1] = (205, 150, 120)
+    image += rng.normal(0, 6, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8), gt
+
+
+def test_first_hand_stroke_does_not_claim_a_similar_region_across_a_strong_edge():
+    image, gt = two_region_scene()
+    mask = GrabCutSession(image).update([Stroke(FOREGROUND, 4, ((55, 50), (55, 100)))])
+    assert not mask[:, 130:].any(), "the wall across the edge became hand"
+    assert iou(mask, gt) > 0.9
+
+
+def test_a_background_stroke_acts_on_the_whole_region_it_concerns():
+    """A leak far from the correcting stroke goes too: the correction is not confined to a box around it."""
+    image, gt = blobs(150, 300, seed=1)
+    # A second blob of hand colour far to the right, joined to the hand so the first cut takes it.
+    leak = np.zeros_like(gt)
+    cv2.rectangle(leak, (200, 20), (290, 130), 1, -1)
+    cv2.rectangle(leak, (150, 70), (200, 80), 1, -1)
+    image[leak == 1] = (200, 150, 120)
+    session = GrabCutSession(image, connected=False)
+    hand = fg_stroke(gt)
+    first = session.update([hand])
+    assert first[25:125, 270:288].mean() > 0.5  # the leak is taken first (same colour)
+    bg = Stroke(BACKGROUND, 4, ((210, 30), (210, 60)))  # on the leak's far-left upper corner
+    mask = session.update([hand, bg])
+    assert mask[25:125, 270:288].mean() < 0.05, "the far part of the leak stayed"
