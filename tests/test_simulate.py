@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from kbh.simulate import SimulationResult, next_stroke, simulate
+from kbh.simulate import SimulationResult, human_stroke, next_stroke, simulate
 from kbh.strokes import BACKGROUND, FOREGROUND, rasterize
 
 
@@ -124,9 +124,87 @@ def test_bench_annotate_command_on_a_small_workspace(tmp_path, capsys):
         ws.save_annotation(fid, mask=gt, status="done", source="import")
     ws.close()
     out = tmp_path / "bench.json"
+    assert main(["bench", "annotate", str(tmp_path / "ws"), "--max-strokes", "5", "--protocol", "human",
+                 "--size", "48x64", "--json", str(tmp_path / "human.json")]) == 0
+    human = json.loads((tmp_path / "human.json").read_text())
+    assert human["protocol"] == "human" and human["size"] == "48x64" and human["starts"]["strokes"]["frames"] == 2
+    assert main(["bench", "annotate", str(tmp_path / "ws"), "--engine", "nope"]) == 2
+    assert "unknown engine 'nope'" in capsys.readouterr().err
     assert main(["bench", "annotate", str(tmp_path / "ws"), "--max-strokes", "5", "--json", str(out)]) == 0
     figures = json.loads(out.read_text())["starts"]
     assert figures["strokes"]["frames"] == 2 and figures["propagated"]["frames"] == 1
     assert "model" not in figures  # no predictions stored
     assert figures["strokes"]["iou@5"] > 0.9
     assert "NoC@90" in capsys.readouterr().out
+
+
+# ---- the human protocol ----------------------------------------------------------------------------------------
+
+def hand_ellipse(h=200, w=240, angle=30):
+    gt = np.zeros((h, w), np.uint8)
+    cv2.ellipse(gt, (w // 2, h // 2), (90, 30), angle, 0, 360, 1, -1)
+    return gt
+
+
+def stroke_extent(stroke):
+    pts = np.asarray(stroke.points)
+    return float(np.linalg.norm(pts[-1] - pts[0])) if len(pts) > 1 else 0.0
+
+
+def test_human_first_stroke_is_long_and_along_the_hand():
+    gt = hand_ellipse()
+    for seed in range(10):
+        s = human_stroke(np.zeros_like(gt), gt, np.random.default_rng(seed), radius=5, first=True)
+        assert s.label == FOREGROUND
+        assert not (rasterize(s, gt.shape) & (gt == 0)).any()
+        # The ellipse's main axis is 180 px long; the stroke covers 40-70% of 4 sigma (~180 px) where it fits.
+        assert stroke_extent(s) > 50
+        pts = np.asarray(s.points)
+        d = pts[-1] - pts[0]
+        angle = np.degrees(np.arctan2(d[1], d[0])) % 180
+        assert min(abs(angle - 30), 180 - abs(angle - 30)) < 30
+
+
+def test_human_corrections_are_seeded_off_centre_and_20_to_60_px():
+    gt = np.zeros((200, 300), np.uint8)
+    gt[20:180, 20:280] = 1
+    mask = np.zeros_like(gt)
+    mask[20:180, 20:150] = 1  # the right half of the hand is missed: a 160x130 error region
+    strokes = [human_stroke(mask, gt, np.random.default_rng(seed), radius=4) for seed in range(12)]
+    assert strokes[0] == human_stroke(mask, gt, np.random.default_rng(0), radius=4)  # same seed, same stroke
+    starts = {s.points[0] for s in strokes}
+    assert len(starts) > 6  # not always the region's centre
+    for s in strokes:
+        assert s.label == FOREGROUND and not (rasterize(s, gt.shape) & (gt == 0)).any()
+        assert 0 < stroke_extent(s) <= 60 + 3 * 2.0  # jitter moves the ends by a few pixels
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_human_strokes_never_cross_into_the_other_class(seed):
+    rng = np.random.default_rng(seed)
+    gt = np.zeros((120, 160), np.uint8)
+    for _ in range(3):
+        cv2.circle(gt, (int(rng.integers(20, 140)), int(rng.integers(20, 100))), int(rng.integers(8, 30)), 1, -1)
+    mask = np.zeros_like(gt)
+    cv2.circle(mask, (int(rng.integers(20, 140)), int(rng.integers(20, 100))), int(rng.integers(8, 40)), 1, -1)
+    for first in (True, False):
+        s = human_stroke(mask, gt, np.random.default_rng(seed), radius=5, first=first)
+        if s is None:
+            continue
+        same = gt.astype(bool) if s.label == FOREGROUND else ~gt.astype(bool)
+        assert not (rasterize(s, gt.shape) & ~same).any()
+
+
+def test_simulate_with_the_human_protocol_is_seeded():
+    from kbh.grabcut import GrabCutSession
+
+    gt = hand_ellipse(120, 160)
+    rng = np.random.default_rng(0)
+    image = np.where(gt[..., None] == 1, np.array([210, 160, 130]), np.array([40, 90, 60])).astype(np.float32)
+    image = np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8)
+    a = simulate(image, gt, max_strokes=3, protocol="human", seed=4, session_factory=GrabCutSession)
+    b = simulate(image, gt, max_strokes=3, protocol="human", seed=4, session_factory=GrabCutSession)
+    assert a.strokes == b.strokes and a.ious == b.ious
+    assert stroke_extent(a.strokes[0]) > 30  # the long first stroke
+    with pytest.raises(ValueError):
+        simulate(image, gt, protocol="sloppy")
