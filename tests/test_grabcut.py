@@ -242,3 +242,27 @@ def test_a_background_stroke_acts_on_the_whole_region_it_concerns():
     bg = Stroke(BACKGROUND, 4, ((210, 30), (210, 60)))  # on the leak's far-left upper corner
     mask = session.update([hand, bg])
     assert mask[25:125, 270:288].mean() < 0.05, "the far part of the leak stayed"
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["center", "human"])
+def test_order_independence_on_every_hgr1_frame(protocol):
+    """Three strokes of each protocol, then erase the first and add it back: the mask of every edited list
+    matches a fresh session's from-scratch mask (IoU >= 0.99; the engine makes them identical)."""
+    images = DATA / "hgr1" / "images"
+    if not images.is_dir():
+        pytest.skip(f"real data not found at {DATA} (../shared/data beside the checkout)")
+    from kbh.simulate import simulate
+
+    worst = 1.0
+    for k, path in enumerate(sorted(images.glob("*.jpg"))):
+        image = read_image(path)
+        gt = binarize_mask(read_raw_mask(DATA / "hgr1" / "masks" / f"{path.stem}.bmp"), path.stem, invert=True)
+        strokes = simulate(image, gt, max_strokes=3, protocol=protocol, seed=k).strokes
+        session = GrabCutSession(image)
+        for n in range(1, len(strokes) + 1):
+            session.update(strokes[:n])
+        for edited in (strokes[1:], strokes[1:] + strokes[:1]):
+            worst = min(worst, iou(session.update(edited), GrabCutSession(image).update(edited)))
+    assert worst >= 0.99
