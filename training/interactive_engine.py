@@ -103,16 +103,26 @@ class ModelEngine:
         logits = predict(self.model, self._x, mask, enc, self.iterations)[-1]
         return logits.softmax(1)[0, 1].numpy().copy()
 
-    def _full_resolution(self, prob: np.ndarray) -> np.ndarray:
-        """Probability at the network's size -> {0,1} at the frame's, following image edges (fast guided filter:
-        coefficients at low resolution, applied to the full-resolution guide)."""
+    def full_probability(self, strokes: list[Stroke]) -> np.ndarray:
+        """Hand probability (H, W) float32 in [0, 1] at the frame's size after `strokes` (no hard labels): e.g.
+        a prior for GrabCut."""
+        strokes = tuple(strokes)
+        prob = self.probability(strokes) if strokes else self._root
+        return np.clip(self._upsample(prob), 0.0, 1.0)
+
+    def _upsample(self, prob: np.ndarray) -> np.ndarray:
+        """Probability at the network's size -> the frame's, following image edges (fast guided filter, He & Sun
+        2015: coefficients at low resolution, applied to the full-resolution guide, as kbh.grabcut does)."""
         H, W = self.shape
         if prob.shape == (H, W):
-            return (prob > 0.5).astype(np.uint8)
+            return prob
         a, b = guided_coefficients(self._guide_small, prob.astype(np.float32), 1, 1e-2)
         a = cv2.resize(a, (W, H), interpolation=cv2.INTER_LINEAR)
         b = cv2.resize(b, (W, H), interpolation=cv2.INTER_LINEAR)
-        return (a * self._guide + b > 0.5).astype(np.uint8)
+        return a * self._guide + b
+
+    def _full_resolution(self, prob: np.ndarray) -> np.ndarray:
+        return (self._upsample(prob) > 0.5).astype(np.uint8)
 
 
 def make_factory(checkpoint: str | Path | None = None, **options):
