@@ -15,9 +15,8 @@ a box around itself. Each update:
    more than the stroke; why edge-aware: without the edges, a first stroke on a hand in front of a skin-coloured
    wall or sleeve claimed them too.
 3. Coarse: the GrabCut iterations (learn the colour models, cut) over the whole frame subsampled to about
-   `coarse_pixels`. Global and cheap. Without a prior, hand regions not connected to any hand stroke are
-   dropped (`connected`): a hand is one region, and a far blob of hand colour is a leak, not a second hand
-   the person meant (one stroke on it brings it back).
+   `coarse_pixels`. Global and cheap. Optionally (`connected`, off by default) hand regions not connected to
+   a hand stroke are dropped; it made no difference on the tuning persons, and KBH frames show two hands.
 4. Fine: one cut at working resolution with the colour models frozen, open only in a band along the coarse
    boundary (the rest pinned to the coarse result), so the boundary follows the image at full detail. The band
    follows the contour, so no straight seams appear.
@@ -66,7 +65,7 @@ class GrabCutSession:
         self,
         image: np.ndarray,
         prior: np.ndarray | None = None,
-        max_side: int = 400,
+        max_side: int = 320,
         iterations: int = 3,
         seed: int = 0,
         *,
@@ -78,7 +77,7 @@ class GrabCutSession:
         cache_size: int = 64,
         grow: float = 50.0,
         edge: float = 10.0,
-        connected: bool = True,
+        connected: bool = False,
         fine_band: int = 2,
     ):
         image = np.asarray(image)
