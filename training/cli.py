@@ -46,6 +46,8 @@ def register(sub, bench_sub) -> None:
                    help="brush radius of simulated strokes in shard pixels (drawn per sample from r/2..1.5r)")
     i.add_argument("--stroke-distance", type=float, default=20.0, help="D of the distance encoding, shard pixels")
     i.add_argument("--rounds", type=int, default=3, help="at most this many correction rounds per batch (0..R)")
+    i.add_argument("--colour-shuffle", type=float, default=0.5,
+                   help="probability of permuting a sample's RGB channels (so strokes, not skin colour, decide)")
     i.add_argument("--val-strokes", type=int, default=10, help="strokes per validation frame (centre protocol)")
     p.set_defaults(func=_train)
 

@@ -37,7 +37,7 @@ from . import plots
 from .checkpoint import load_checkpoint, plain_args, save_checkpoint, state_dict_digest
 from .data import IMAGENET_MEAN, IMAGENET_STD, ShardDataset, SkipSampler, has_split, steps_per_epoch
 from .evaluate import score_dataset
-from .interactive import EXTRA_CHANNELS, model_input, score_interactive, simulate_rounds
+from .interactive import EXTRA_CHANNELS, model_input, score_interactive, shuffle_colours, simulate_rounds
 from .loss import recurrent_loss
 
 # Settings taken from the checkpoint on --resume (the run continues as it was started); the others (paths,
@@ -207,6 +207,7 @@ def train(args) -> int:
                 if args.interactive:  # strokes and the fed-back mask of 0..R simulated rounds, no gradient
                     rng = np.random.default_rng([args.seed, step, rank])
                     rounds = int(rng.integers(0, args.rounds + 1))
+                    x = shuffle_colours(x, rng, args.colour_shuffle)
                     prev, enc = simulate_rounds(model, x, y, rng, rounds, args.stroke_radius, args.encoding,
                                                 args.stroke_distance)
                     x = model_input(x, prev, enc).contiguous(memory_format=torch.channels_last)
