@@ -13,7 +13,7 @@ from kbh.strokes import BACKGROUND, FOREGROUND, Stroke, hard_labels
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.data import ShardDataset
 from training.interactive import encode_strokes, initial_strokes, scale_stroke
-from training.interactive_engine import make_factory
+from training.interactive_engine import make_factory, make_hybrid_factory
 from training_fixtures import make_shards
 
 
@@ -126,6 +126,26 @@ def test_engine_keeps_stroke_labels_and_is_a_function_of_the_stroke_list(trained
     prior = np.zeros(gt.shape, np.float32)
     prior[:10, :10] = 0.8
     assert np.array_equal(make_factory(best)(image, prior).update([]), (prior >= 0.5).astype(np.uint8))
+
+
+def test_model_grabcut_engine_keeps_stroke_labels_and_is_a_function_of_the_stroke_list(trained, one_torch_thread):
+    from kbh.engines import engine_factory
+
+    shards, best, _ = trained
+    rec = ShardDataset(shards, "val").raw(2)
+    image, gt = np.ascontiguousarray(rec["image"]), rec["mask"]
+    factory = engine_factory("model-grabcut", checkpoint=best)  # through the registry, as the annotator does
+    engine = factory(image, None)
+    assert engine.label.endswith("+ GrabCut")
+    strokes = [Stroke(FOREGROUND, 2.0, ((24, 16), (30, 16))), Stroke(BACKGROUND, 1.0, ((2, 2), (2, 28))),
+               Stroke(FOREGROUND, 1.0, ((0, 0),))]  # the last one deliberately wrong: a hand dot on background
+    for k in range(1, 4):
+        mask = engine.update(strokes[:k])
+        hard = hard_labels(strokes[:k], gt.shape)
+        assert mask.shape == gt.shape and (mask[hard >= 0] == hard[hard >= 0]).all()
+    engine.update(strokes[1:])  # erase the first
+    assert np.array_equal(engine.update(strokes), mask)
+    assert np.array_equal(make_hybrid_factory(best)(image).update(strokes), mask)
 
 
 def test_eval_predict_and_export_refuse_an_interactive_checkpoint(trained, tmp_path, capsys):
