@@ -14,7 +14,7 @@ from typing import Callable
 from kbh.errors import KbhError
 
 DEFAULT_ENGINE = "grabcut"
-NEEDS_CHECKPOINT = ("model",)  # engines that cannot run without a trained checkpoint
+NEEDS_CHECKPOINT = ("model", "model-grabcut")  # engines that cannot run without a trained checkpoint
 
 
 @dataclass(frozen=True)

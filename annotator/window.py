@@ -229,7 +229,10 @@ class AnnotatorWindow(QMainWindow):
         self.act_engine_model = self._action(m, "Model…", None, self.choose_model, True,
                                              tip="A stroke-conditioned model: choose a checkpoint trained "
                                                  "with `kbh train --interactive`")
-        for act in (self.act_engine_grabcut, self.act_engine_model):
+        self.act_engine_hybrid = self._action(m, "Model + GrabCut…", None, self.choose_model_grabcut, True,
+                                              tip="The model's mask starts GrabCut, which then decides every pixel "
+                                                  "(a checkpoint trained with `kbh train --interactive`)")
+        for act in (self.act_engine_grabcut, self.act_engine_model, self.act_engine_hybrid):
             group.addAction(act)
         self.engine_group = group
         self._check_engine_action()
@@ -539,6 +542,14 @@ class AnnotatorWindow(QMainWindow):
             return
         self.set_engine("model", path)
 
+    def choose_model_grabcut(self):
+        """Engine > Model + GrabCut…: as Model…, with GrabCut refining the model's mask."""
+        path = self.choose_checkpoint()
+        if not path:
+            self._check_engine_action()
+            return
+        self.set_engine("model-grabcut", path)
+
     def choose_checkpoint(self) -> str | None:
         last = self.settings.value("engine/checkpoint", "") or ""
         start = last if last and Path(last).parent.is_dir() else str(self.ws.root)
@@ -564,9 +575,11 @@ class AnnotatorWindow(QMainWindow):
             self._update_engine_label()
 
     def _check_engine_action(self):
-        act = self.act_engine_grabcut if self.engine.is_default else self.act_engine_model
+        act = {"grabcut": self.act_engine_grabcut, "model-grabcut": self.act_engine_hybrid}.get(
+            self.engine.name, self.act_engine_model)
         act.setChecked(True)
-        self.act_engine_model.setToolTip(self.engine.checkpoint or "choose a checkpoint")
+        for a in (self.act_engine_model, self.act_engine_hybrid):
+            a.setToolTip(self.engine.checkpoint or "choose a checkpoint")
 
     def _update_engine_label(self):
         self.engine_label.setText(f"Engine: {self.engine.label}")
@@ -690,8 +703,9 @@ class HelpDialog(QDialog):
         intro = QLabel("Draw short strokes: <b>left button</b> with the current brush, <b>right button</b> for "
                        "background. <b>Wheel</b> zooms, <b>middle button</b> or <b>Alt + drag</b> pans. Every "
                        "change is saved to the workspace at once.<br>The mask comes from the engine chosen in the "
-                       "<b>Engine</b> menu: <b>GrabCut</b> (built in, the default) or a trained <b>Model…</b> "
-                       "(a checkpoint of <tt>kbh train --interactive</tt>); the status bar shows which one runs. "
+                       "<b>Engine</b> menu: <b>GrabCut</b> (built in, the default), a trained <b>Model…</b> "
+                       "(a checkpoint of <tt>kbh train --interactive</tt>), or <b>Model + GrabCut…</b> (the model's "
+                       "mask starts GrabCut); the status bar shows which one runs. "
                        "Switching runs the open frame's strokes again with the new engine (undo goes back).")
         intro.setWordWrap(True)
         layout.addWidget(intro)

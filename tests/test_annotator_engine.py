@@ -45,7 +45,7 @@ def fake_registry(monkeypatch):
 
     def engine_factory(name="grabcut", checkpoint=None, **options):
         calls.append((name, checkpoint))
-        if name != "model":
+        if name not in ("model", "model-grabcut"):
             return real(name, checkpoint, **options)
         if checkpoint is None:
             raise KbhError("the model engine needs a checkpoint")
@@ -295,7 +295,7 @@ def test_help_names_the_engines(qtbot, window):
     text = " ".join(lbl.text() for lbl in win.help_dialog.findChildren(QLabel))
     assert "Engine" in text and "GrabCut" in text and "Model" in text
     win.help_dialog.close()
-    assert [a.text() for a in win.engine_menu.actions()] == ["GrabCut", "Model…"]
+    assert [a.text() for a in win.engine_menu.actions()] == ["GrabCut", "Model…", "Model + GrabCut…"]
     assert win.engine_group.isExclusive()
 
 
@@ -411,3 +411,15 @@ def test_the_trained_model_engine_in_the_window(qtbot, window, tmp_path, one_tor
     for st in s.strokes:
         assert (s.mask[rasterize(st, s.mask.shape)] == st.label).all()
     assert np.array_equal((win.canvas._overlay_values > 0).astype(np.uint8), s.mask)
+
+
+def test_engine_menu_offers_model_plus_grabcut(qtbot, window, fake_registry, checkpoints):
+    good, _ = checkpoints
+    win = window()
+    win.choose_checkpoint = lambda: str(good)
+    win.act_engine_hybrid.trigger()
+    assert fake_registry[-1] == ("model-grabcut", str(good))
+    assert win.engine.name == "model-grabcut" and win.act_engine_hybrid.isChecked()
+    assert not win.act_engine_model.isChecked() and not win.act_engine_grabcut.isChecked()
+    win.act_engine_grabcut.trigger()
+    assert win.engine.name == "grabcut" and win.act_engine_grabcut.isChecked()

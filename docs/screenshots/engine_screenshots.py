@@ -4,7 +4,7 @@
         docs/screenshots/engine_screenshots.py FRAME_NAME OUT_DIR [--checkpoint runs/int_hgr1/best.pt]
 
 FRAME_NAME is an HGR1 photograph (e.g. 2_P_hgr1_id07_1) from ../shared/data/hgr1. For each engine (GrabCut, and
-the model when a checkpoint is given) a fresh workspace holds the frame without its mask; the strokes are those
+the model and the model refined by GrabCut when a checkpoint is given) a fresh workspace holds the frame without its mask; the strokes are those
 the human protocol (kbh.simulate.human_stroke, seed 0) draws against that engine's masks; each is drawn with
 real X mouse events (xdotool: press, move, release; left button hand, right button background) on the window,
 and the app's own worker computes the mask. The window is then grabbed from the X server into
@@ -103,6 +103,7 @@ def main() -> None:
     one_engine(app, "grabcut", None, image, gt, args.frame, args.out)
     if args.checkpoint:
         one_engine(app, "model", args.checkpoint, image, gt, args.frame, args.out)
+        one_engine(app, "model-grabcut", args.checkpoint, image, gt, args.frame, args.out)
 
 
 if __name__ == "__main__":
