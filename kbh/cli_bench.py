@@ -14,6 +14,7 @@ update, wall clock) and the frames that never reach 90%.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 STARTS = ("strokes", "model", "propagated")
@@ -72,6 +73,10 @@ def run(args) -> int:
             by_seq.setdefault(f.sequence_id, []).append(f)
         results: dict[str, list] = {s: [] for s in starts}
         done = 0
+        from tqdm import tqdm
+
+        bar = tqdm(total=min(len(frames), args.limit or len(frames)), desc="bench annotate", unit="frame",
+                   file=sys.stderr)
         for f in frames:
             if args.limit and done >= args.limit:
                 break
@@ -99,8 +104,8 @@ def run(args) -> int:
                 r = simulate(image, gt, prior=priors[s], max_strokes=args.max_strokes, radius=args.radius,
                              protocol=args.protocol, seed=args.seed + done - 1, session_factory=factory)
                 results[s].append(r)
-            print(f"\r{done} frames", end="", flush=True)
-        print()
+            bar.update(1)
+        bar.close()
     finally:
         ws.close()
     if not done:
