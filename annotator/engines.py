@@ -14,7 +14,6 @@ from typing import Callable
 from kbh.errors import KbhError
 
 DEFAULT_ENGINE = "grabcut"
-NEEDS_CHECKPOINT = ("model", "model-grabcut")  # engines that cannot run without a trained checkpoint
 
 
 @dataclass(frozen=True)
@@ -30,10 +29,10 @@ class EngineChoice:
 
 
 def default_engine_factory(image, prior=None, **kw):
-    """The built-in GrabCut, without going through the registry (the engine loads lazily: the GUI opens first)."""
-    from kbh.grabcut import GrabCutSession
+    """The built-in GrabCut (kbh.engines' own factory; the engine loads lazily: the GUI opens first)."""
+    from kbh.engines import engine_factory
 
-    return GrabCutSession(image, prior=prior, **kw)
+    return engine_factory(DEFAULT_ENGINE)(image, prior, **kw)
 
 
 def fallback_label(name: str, checkpoint: str | Path | None = None) -> str:
@@ -59,11 +58,7 @@ def build_engine(name: str = DEFAULT_ENGINE, checkpoint: str | Path | None = Non
     """The engine `name` with its checkpoint; KbhError (one line) for an unknown engine, a missing checkpoint, or
     a checkpoint the engine cannot use. Nothing is shown or opened: callers decide what to do with the error."""
     name = (name or DEFAULT_ENGINE).strip().lower()
-    if name in NEEDS_CHECKPOINT and checkpoint is None:
-        raise KbhError(f"the {name} engine needs a checkpoint: --checkpoint RUN/best.pt "
-                       "(trained with `kbh train --interactive`)")
-    if checkpoint is not None and name not in (DEFAULT_ENGINE,) and not Path(checkpoint).is_file():
-        raise KbhError(f"{checkpoint}: no such checkpoint file")
+    # A missing or unusable checkpoint is the engine's own one-line error (kbh.engines, training.checkpoint).
     from kbh import engines  # looked up now, not at import: the registry may change (and tests replace it)
 
     try:

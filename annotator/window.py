@@ -226,12 +226,12 @@ class AnnotatorWindow(QMainWindow):
         group.setExclusive(True)
         self.act_engine_grabcut = self._action(m, "GrabCut", None, self.use_grabcut, True,
                                                tip="The built-in engine: needs no training (the default)")
-        self.act_engine_model = self._action(m, "Model…", None, self.choose_model, True,
+        self.act_engine_model = self._action(m, "Model…", None, lambda: self.choose_model("model"), True,
                                              tip="A stroke-conditioned model: choose a checkpoint trained "
                                                  "with `kbh train --interactive`")
-        self.act_engine_hybrid = self._action(m, "Model + GrabCut…", None, self.choose_model_grabcut, True,
-                                              tip="The model's mask starts GrabCut, which then decides every pixel "
-                                                  "(a checkpoint trained with `kbh train --interactive`)")
+        self.act_engine_hybrid = self._action(m, "Model + GrabCut…", None, lambda: self.choose_model("model-grabcut"),
+                                              True, tip="The model's mask starts GrabCut, which then decides every "
+                                                        "pixel (a checkpoint trained with `kbh train --interactive`)")
         for act in (self.act_engine_grabcut, self.act_engine_model, self.act_engine_hybrid):
             group.addAction(act)
         self.engine_group = group
@@ -534,21 +534,14 @@ class AnnotatorWindow(QMainWindow):
             return
         self.set_engine("grabcut")
 
-    def choose_model(self):
-        """Engine > Model…: pick a checkpoint (the last one is offered first) and switch to it."""
+    def choose_model(self, name: str = "model"):
+        """Engine > Model… (and Model + GrabCut…): pick a checkpoint (the last one is offered first) and switch
+        to engine `name` with it."""
         path = self.choose_checkpoint()
         if not path:
             self._check_engine_action()  # cancelled: the menu shows the engine still in use
             return
-        self.set_engine("model", path)
-
-    def choose_model_grabcut(self):
-        """Engine > Model + GrabCut…: as Model…, with GrabCut refining the model's mask."""
-        path = self.choose_checkpoint()
-        if not path:
-            self._check_engine_action()
-            return
-        self.set_engine("model-grabcut", path)
+        self.set_engine(name, path)
 
     def choose_checkpoint(self) -> str | None:
         last = self.settings.value("engine/checkpoint", "") or ""

@@ -49,6 +49,8 @@ def fake_registry(monkeypatch):
             return real(name, checkpoint, **options)
         if checkpoint is None:
             raise KbhError("the model engine needs a checkpoint")
+        if not Path(checkpoint).is_file():  # as training.checkpoint.load_checkpoint says it
+            raise KbhError(f"{checkpoint}: no such checkpoint")
         if Path(checkpoint).read_bytes() != GOOD:
             raise KbhError(f"{checkpoint}: not a kbh checkpoint")
         return fake_model_engine
