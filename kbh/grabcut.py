@@ -270,7 +270,7 @@ class GrabCutSession:
         labels[open_] &= 1
         labels[y0:y1, x0:x1][inside] = crop[inside]
 
-    def _lab_and_edges(self, c_img: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    def _lab_and_edges(self, c_img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if c_img is self._coarse and self._coarse_lab is not None:
             return self._coarse_lab, self._coarse_edges
         # Lab of a lightly smoothed image, so JPEG noise and skin texture are not edges.
@@ -297,7 +297,7 @@ class GrabCutSession:
         fg_seeds = seed_map.astype(bool) & (c_lab == cv2.GC_FGD)
         if np.count_nonzero(fg_seeds) < 2:
             return
-        lab, edges = self._lab_and_edges(c_img, stride)
+        lab, edges = self._lab_and_edges(c_img)
         d_fg = _mahalanobis(lab, lab[fg_seeds])
         similar = d_fg < self.grow
         bg_seeds = c_lab == cv2.GC_BGD

@@ -37,7 +37,9 @@ import cv2
 import numpy as np
 import torch
 
-from kbh.strokes import BACKGROUND, FOREGROUND, Stroke, draw_stroke
+from kbh.grabcut import iou
+from kbh.simulate import human_stroke, next_stroke
+from kbh.strokes import BACKGROUND, FOREGROUND, Stroke, draw_stroke, hard_labels
 
 ENCODINGS = ("disk", "distance")
 DEFAULT_ENCODING = "distance"
@@ -162,14 +164,12 @@ def initial_strokes(gt: np.ndarray, rng: np.random.Generator, radius: float) -> 
 
 def correction_stroke(mask: np.ndarray, gt: np.ndarray, rng: np.random.Generator, radius: float) -> Stroke | None:
     """The next correction, in the largest error region: kbh.simulate's centre protocol, or its human protocol
-    (when kbh.simulate has it) half of the time."""
-    from kbh import simulate
-
-    if hasattr(simulate, "human_stroke") and rng.random() < 0.5:
-        s = simulate.human_stroke(mask, gt, rng, radius=radius)
+    half of the time."""
+    if rng.random() < 0.5:
+        s = human_stroke(mask, gt, rng, radius=radius)
         if s is not None:
             return s
-    return simulate.next_stroke(mask, gt, radius=radius, length=int(rng.integers(10, 31)))
+    return next_stroke(mask, gt, radius=radius, length=int(rng.integers(10, 31)))
 
 
 def shuffle_colours(image: torch.Tensor, rng: np.random.Generator, p: float) -> torch.Tensor:
@@ -193,8 +193,6 @@ def encode_batch(strokes: list[list[Stroke]], shape: tuple[int, int], encoding: 
 
 def with_hard_labels(prob: np.ndarray, strokes: list[Stroke]) -> np.ndarray:
     """The hand probability (H, W) with every stroked pixel set to its stroke's label (the last stroke wins)."""
-    from kbh.strokes import hard_labels
-
     hard = hard_labels(strokes, prob.shape)
     return np.where(hard >= 0, hard, prob).astype(np.float32)
 
@@ -235,7 +233,6 @@ def score_interactive(model, dataset, max_strokes: int, device, radius: float, e
     `max_strokes` strokes on every frame, one iteration per stroke seeded with the previous mask, hard labels
     imposed, at the shards' size. Returns (scores after k = 1..max_strokes strokes as IterationScorer.results()
     gives them, "iteration" = k; mean NoC@90 of the hand IoU, capped at max_strokes)."""
-    from kbh.simulate import next_stroke
     from torch.utils.data import DataLoader, Subset
 
     from .data import rank_indices
@@ -267,9 +264,7 @@ def score_interactive(model, dataset, max_strokes: int, device, radius: float, e
             probs.append(torch.from_numpy(hard).to(device))
             masks = hard > 0.5
             for i in range(b):
-                union = np.count_nonzero(masks[i] | gts[i])
-                iou = 1.0 if union == 0 else np.count_nonzero(masks[i] & gts[i]) / union
-                if iou >= 0.9 and reached[i] == max_strokes:
+                if iou(masks[i], gts[i]) >= 0.9 and reached[i] == max_strokes:
                     reached[i] = k
         scorer.update(probs, gt.to(device))
         noc += torch.tensor([float(reached.sum()), float(b)], dtype=torch.float64, device=device)
