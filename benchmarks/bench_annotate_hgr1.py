@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kbh.cli import main as kbh  # noqa: E402
-from kbh.imageio import binarize_mask, read_raw_mask, write_png  # noqa: E402
+from kbh.imageio import write_png  # noqa: E402
+from kbh.mask_rules import HGR1_MASK, read_mask  # noqa: E402
 from kbh.ingest import import_items, items_from_folder  # noqa: E402
 from kbh.workspace import Workspace  # noqa: E402
 
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
     import_items(ws, items, progress=False)
     for f in ws.frames():
         stem = f"{f.sequence_id}_{f.frame_index}"
-        gt = binarize_mask(read_raw_mask(args.hgr1 / "masks" / f"{stem}.bmp"), stem, invert=True)
+        gt = read_mask(args.hgr1 / "masks" / f"{stem}.bmp", HGR1_MASK)
         write_png(ws.root / "ground_truth" / f"{f.id}.png", gt * 255)
     print(f"{len(items)} frames of test persons {', '.join(sorted(test_persons))} imported without masks")
     ws.close()

@@ -25,7 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kbh.imageio import binarize_mask, read_image, read_raw_mask  # noqa: E402
+from kbh.imageio import read_image  # noqa: E402
+from kbh.mask_rules import HGR1_MASK, read_mask  # noqa: E402
 from kbh.simulate import simulate  # noqa: E402
 from kbh.strokes import BACKGROUND, FOREGROUND, hard_labels  # noqa: E402
 
@@ -65,8 +66,7 @@ def load_frames(data: Path, count: int):
     out = []
     for name in names[::step][:count]:
         image = read_image(data / "images" / f"{name}.jpg")
-        raw = read_raw_mask(data / "masks" / f"{name}.bmp")
-        out.append((name, image, binarize_mask(raw, name, invert=True)))
+        out.append((name, image, read_mask(data / "masks" / f"{name}.bmp", HGR1_MASK)))
     return out
 
 

@@ -72,11 +72,12 @@ def load_frames(n_distinct: int = 106):
 
     hgr1 = REPO.parent / "shared" / "data" / "hgr1"
     if (hgr1 / "images").is_dir():
-        from kbh.imageio import binarize_mask, read_image, read_raw_mask
+        from kbh.imageio import read_image
+        from kbh.mask_rules import HGR1_MASK, read_mask
 
         images, masks = [], []
         for p in sorted((hgr1 / "images").glob("*.jpg"))[:n_distinct]:
-            m = binarize_mask(read_raw_mask(hgr1 / "masks" / f"{p.stem}.bmp"), p.stem, invert=True)
+            m = read_mask(hgr1 / "masks" / f"{p.stem}.bmp", HGR1_MASK)
             im, m = resize_pair(read_image(p), m, SIZE)
             images.append(im)
             masks.append(m)

@@ -65,7 +65,7 @@ def run(args) -> int:
     for s in starts:
         if s not in STARTS:
             raise KbhError(f"--starts: unknown start {s!r} (choose from {', '.join(STARTS)})")
-    ws = Workspace.open(args.workspace)
+    ws = Workspace.open(args.workspace, readonly=True)
     try:
         frames = [f for f in ws.frames() if args.person is None or f.person_id in args.person]
         by_seq: dict[str, list] = {}

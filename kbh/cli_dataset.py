@@ -31,8 +31,14 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--index-regex", help="regex for the frame index (digits)")
     p.add_argument("--person-attr", action="append", metavar="KEY=VALUE", help="person attribute (repeatable)")
     p.add_argument("--sequence-attr", action="append", metavar="KEY=VALUE", help="sequence attribute (repeatable)")
-    p.add_argument("--mask-invert", action="store_true", help="masks mark the hand with the lower value")
-    p.add_argument("--mask-threshold", type=float, help="hand = value > threshold (masks with >2 values)")
+    p.add_argument("--mask-invert", action="store_true",
+                   help="flip the masks after the rules below (for sets that mark the hand with 0)")
+    p.add_argument("--mask-threshold", type=float,
+                   help="grey masks: hand = value > threshold (needed for masks with more than two values)")
+    p.add_argument("--mask-hand-colour", metavar="R,G,B",
+                   help="colour masks: the hand's colour (needed unless the mask is black and one colour)")
+    p.add_argument("--max-pixels", type=float, default=50e6,
+                   help="refuse images and masks larger than this, read from the header (default 50e6)")
     p.add_argument("--every", type=int, default=1, help="video: keep every N-th frame")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_import)
@@ -93,10 +99,15 @@ def cmd_init(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from . import ingest
+    from . import ingest, mask_rules
     from .workspace import Workspace
 
     pattrs, sattrs = ingest.parse_attrs(args.person_attr), ingest.parse_attrs(args.sequence_attr)
+    colour = mask_rules.parse_colour(args.mask_hand_colour) if args.mask_hand_colour else None
+    rule = mask_rules.MaskRule(args.mask_invert, args.mask_threshold, colour)
+    if args.max_pixels < 1:
+        raise KbhError(f"--max-pixels {args.max_pixels:g}: must be at least 1")
+    max_pixels = int(args.max_pixels)
     src: Path = args.source
     with Workspace.open(args.workspace) as ws:  # first: a wrong workspace path is the likelier mistake
         if not src.exists():
@@ -109,15 +120,15 @@ def cmd_import(args) -> int:
         elif src.suffix.lower() == ".csv":
             items = ingest.items_from_csv(src)
         elif src.suffix.lower() in ingest.VIDEO_EXTENSIONS:
-            items = ingest.items_from_video(src, args.every, args.person, args.sequence, pattrs, sattrs)
+            items = ingest.items_from_video(src, args.every, args.person, args.sequence, pattrs, sattrs,
+                                            max_pixels)
         elif src.suffix.lower() in ingest.IMAGE_EXTENSIONS:
             raise KbhError(f"{src}: give the folder that holds the images, not one image")
         else:
             raise KbhError(f"{src}: unknown source type (a folder, a .csv list or a video file)")
-        report = ingest.import_items(ws, items, ingest.MaskOptions(args.mask_invert, args.mask_threshold),
-                                     progress=not args.quiet)
+        report = ingest.import_items(ws, items, rule, progress=not args.quiet, max_pixels=max_pixels)
     print(report.summary())
-    if (warning := ingest.polarity_warning(report)) and not args.mask_invert:
+    for warning in ingest.mask_warnings(report):
         print(warning, file=sys.stderr)
     return 0
 
@@ -188,7 +199,7 @@ def cmd_queue(args) -> int:
     from .queue import annotation_queue
     from .workspace import Workspace
 
-    with Workspace.open(args.workspace) as ws:
+    with Workspace.open(args.workspace, readonly=True) as ws:
         queue = annotation_queue(ws, args.model)
     shown = queue if args.limit <= 0 else queue[: args.limit]
     print(f"{len(queue)} frames to annotate" + (f"; the first {len(shown)}:" if len(shown) < len(queue) else ":"))
@@ -206,7 +217,7 @@ def cmd_export(args) -> int:
     bad = [s for s in statuses if s not in STATUSES]
     if bad:
         raise KbhError(f"--status: unknown status {bad[0]!r} (one of {', '.join(STATUSES)})")
-    with Workspace.open(args.workspace) as ws:
+    with Workspace.open(args.workspace, readonly=True) as ws:
         n = export(ws, args.out, args.format, statuses, images=args.images)
     print(f"exported {n} masks to {args.out} ({args.format})")
     return 0

@@ -206,7 +206,7 @@ def cmd_split(args: argparse.Namespace) -> int:
         ratios = sp.parse_ratios(args.by_person or args.by_sequence)
     if args.max_shard_gb <= 0:
         raise KbhError(f"--max-shard-gb {args.max_shard_gb}: must be positive")
-    with Workspace.open(args.workspace) as ws:
+    with Workspace.open(args.workspace, readonly=True) as ws:
         m = split_workspace(ws, args.out, ratios=ratios, unit=unit, published=published, seed=args.seed, size=size,
                             name=args.name, compression=args.compression,
                             max_bytes=int(args.max_shard_gb * (1 << 30)), overwrite=args.overwrite,

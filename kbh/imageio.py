@@ -7,7 +7,9 @@ target, so a killed process leaves either the old file or the new one, never hal
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -18,21 +20,65 @@ import numpy as np
 from .errors import KbhError
 
 
+DEFAULT_MAX_PIXELS = 50_000_000  # per image or mask; a 20000x20000 PNG of 1 MB would decode to 1.2 GB
+# Errors that mean "this place cannot take the file", whatever wrote it (ours, h5py, torch.save).
+WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
+_WRITE_TEXT = {"no space left": "No space left on device", "read-only file system": "Read-only file system",
+               "disk quota": "Disk quota exceeded", "permission denied": "Permission denied"}
+
+
+def _read_umask() -> int:
+    """The process umask, read without changing it (os.umask would, and threads could see the change)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+UMASK = _read_umask()
+FILE_MODE = 0o666 & ~UMASK  # what open() would give; mkstemp's 0600 would hide files from a shared lab folder
+DIR_MODE = 0o777 & ~UMASK
+
+
+def write_error(path: str | os.PathLike, e: OSError) -> KbhError | None:
+    """A one-line KbhError for an OSError that means `path` cannot be written (disk full, read-only, denied),
+    also when a library reports it only in its message (h5py does); None for other errors."""
+    if e.errno in WRITE_ERRNOS:
+        return KbhError(f"{path}: cannot write ({e.strerror or os.strerror(e.errno)})")
+    text = str(e).lower()
+    for needle, what in _WRITE_TEXT.items():
+        if needle in text:
+            return KbhError(f"{path}: cannot write ({what})")
+    return None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None):
-    """Yield a temporary path beside `path`; on success fsync and rename it over `path`, else delete it."""
+    """Yield a temporary path beside `path`; on success fsync and rename it over `path`, else delete it.
+
+    The file gets the umask's mode, as a plain open() would. An OSError meaning the folder cannot take the file
+    (disk full, read-only, permission) becomes a KbhError naming `path`.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix + ".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix + ".tmp", dir=path.parent)
+        os.fchmod(fd, FILE_MODE)
+        os.close(fd)
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(e, OSError) and (err := write_error(path, e)) is not None:
+            raise err from None
         raise
 
 
@@ -66,21 +112,44 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def decode_image(data: bytes, name: str) -> np.ndarray:
-    """Decode encoded image bytes to RGB uint8 (H, W, 3); KbhError naming `name` if unreadable."""
+def header_size(source, name: str) -> tuple[int, int]:
+    """(width, height) from an image's header, without decoding its pixels; `source` is bytes or a path."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(source, (bytes, bytearray, memoryview)) and len(source) == 0:
+        raise KbhError(f"{name}: empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source) as im:
+            return im.size
+    except Image.DecompressionBombError:  # PIL's own limit is above ours; say it as ours does
+        raise KbhError(f"{name}: image header claims too many pixels to decode") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+        raise KbhError(f"{name}: not a readable image ({e.__class__.__name__})") from None
+
+
+def check_pixels(width: int, height: int, name: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+    if max_pixels and int(width) * int(height) > max_pixels:
+        raise KbhError(f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, over the limit of "
+                       f"{max_pixels / 1e6:g} (raise it with --max-pixels)")
+
+
+def decode_image(data: bytes, name: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes to RGB uint8 (H, W, 3); KbhError naming `name` if empty, unreadable or, by
+    its header (read before any pixel is decoded), larger than `max_pixels`."""
+    check_pixels(*header_size(data, name), name, max_pixels)
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if arr is None or arr.size == 0:
         raise KbhError(f"{name}: not a readable image (corrupt or unsupported format)")
     return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file as RGB uint8 (H, W, 3)."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise KbhError(f"{path}: cannot read ({e.strerror or e})") from None
-    return decode_image(data, str(path))
+    return decode_image(data, str(path), max_pixels)
 
 
 def read_mask_png(path: str | os.PathLike) -> np.ndarray:
@@ -89,50 +158,3 @@ def read_mask_png(path: str | os.PathLike) -> np.ndarray:
     if arr is None:
         raise KbhError(f"{path}: not a readable mask PNG")
     return (arr > 127).astype(np.uint8)
-
-
-def read_raw_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read a mask in someone else's encoding as a 2-D array of its raw values (palette indices kept).
-
-    Pillow keeps palette ('P') indices and 1-bit images as they are; OpenCV would expand palettes to colours.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("P", "L", "1", "I", "I;16", "I;16B", "I;16L"):
-                arr = np.asarray(im)
-            elif im.mode in ("LA", "PA"):
-                arr = np.asarray(im)[..., 0]
-            else:
-                rgb = np.asarray(im.convert("RGB"))
-                if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-                    # A colour mask: any non-black pixel is one value.
-                    return (rgb.max(axis=2) > 0).astype(np.uint8) * 255
-                arr = rgb[..., 0]
-    except (OSError, UnidentifiedImageError) as e:
-        raise KbhError(f"{path}: not a readable mask image ({e.__class__.__name__})") from None
-    return arr.astype(np.uint8) if arr.dtype == bool else arr
-
-
-def binarize_mask(raw: np.ndarray, name: str, invert: bool = False, threshold: float | None = None) -> np.ndarray:
-    """Turn a raw mask into uint8 {0,1} with 1 = hand.
-
-    Two-valued masks (0/1, 0/255, palette indices, any pair) map the larger value to hand; more than two values
-    need an explicit `threshold` (hand = value > threshold). `invert` flips the result (e.g. HGR1: hand = 0).
-    """
-    values = np.unique(raw)
-    if threshold is not None:
-        out = raw > threshold
-    elif len(values) > 2:
-        shown = ", ".join(str(v) for v in values[:6]) + (", ..." if len(values) > 6 else "")
-        raise KbhError(f"{name}: mask has {len(values)} distinct values ({shown}); give --mask-threshold")
-    elif len(values) == 2:
-        out = raw == values[1]
-    else:
-        # One value: all background if it is 0/False, else all hand.
-        out = np.full(raw.shape, bool(values[0]) if len(values) else False)
-    if invert:
-        out = ~out
-    return out.astype(np.uint8)

@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 
 from .errors import KbhError
-from .imageio import binarize_mask, decode_image, read_raw_mask, sha256_bytes
+from .imageio import DEFAULT_MAX_PIXELS, check_pixels, decode_image, sha256_bytes
+from .mask_rules import MaskRule, coverage_warnings, read_mask
 from .workspace import PERSON_ATTRIBUTES, Workspace
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -38,17 +39,11 @@ class ImportItem:
 
 
 @dataclass
-class MaskOptions:
-    invert: bool = False
-    threshold: float | None = None
-
-
-@dataclass
 class ImportReport:
     added: int = 0
     skipped_duplicates: int = 0
     with_masks: int = 0
-    mask_coverage: list = field(default_factory=list)
+    mask_coverage: dict = field(default_factory=dict)  # item name -> fraction of the frame that is hand
     persons: set = field(default_factory=set)
     sequences: set = field(default_factory=set)
 
@@ -56,7 +51,7 @@ class ImportReport:
         text = (f"imported {self.added} frames ({self.with_masks} with masks) of {len(self.persons)} persons, "
                 f"{len(self.sequences)} sequences; skipped {self.skipped_duplicates} already in the workspace")
         if self.mask_coverage:
-            cov = np.asarray(self.mask_coverage)
+            cov = np.asarray(list(self.mask_coverage.values()))
             text += f"; hand covers {cov.mean():.1%} of a frame on average ({cov.min():.1%}..{cov.max():.1%})"
         return text
 
@@ -199,7 +194,8 @@ def items_from_kbh_layout(root: Path) -> list[ImportItem]:
 
 
 def items_from_video(video: Path, every: int, person: str | None, sequence: str | None,
-                     person_attrs: dict | None = None, sequence_attrs: dict | None = None) -> list[ImportItem]:
+                     person_attrs: dict | None = None, sequence_attrs: dict | None = None,
+                     max_pixels: int | None = DEFAULT_MAX_PIXELS) -> list[ImportItem]:
     """Every `every`-th frame of a video, stored losslessly as PNG; frame index = position in the video."""
     video = Path(video)
     if every < 1:
@@ -209,6 +205,12 @@ def items_from_video(video: Path, every: int, person: str | None, sequence: str 
     cap = cv2.VideoCapture(str(video))
     if not cap.isOpened():
         raise KbhError(f"{video}: not a readable video")
+    try:
+        check_pixels(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), str(video),
+                     max_pixels)
+    except KbhError:
+        cap.release()
+        raise
     pid = person or video.stem
     sid = sequence or video.stem
     items, i = [], 0
@@ -230,12 +232,13 @@ def items_from_video(video: Path, every: int, person: str | None, sequence: str 
 
 
 # -- the import itself -----------------------------------------------------------------------------------------
-def import_items(ws: Workspace, items: list[ImportItem], mask_options: MaskOptions | None = None,
-                 progress: bool = True) -> ImportReport:
-    """Add `items` to the workspace in one transaction; all or nothing."""
+def import_items(ws: Workspace, items: list[ImportItem], mask_rule: MaskRule | None = None,
+                 progress: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImportReport:
+    """Add `items` to the workspace in one transaction; all or nothing. Images and masks larger than
+    `max_pixels` (read from their headers) are refused before they are decoded."""
     from tqdm import tqdm
 
-    mask_options = mask_options or MaskOptions()
+    mask_rule = mask_rule or MaskRule()
     report = ImportReport()
     written: list[Path] = []
     next_index: dict[str, int] = {}
@@ -250,7 +253,7 @@ def import_items(ws: Workspace, items: list[ImportItem], mask_options: MaskOptio
                         raise KbhError(f"{it.name}: cannot read ({e.strerror or e})") from None
                 else:
                     it_data = it.data
-                image = decode_image(it_data, it.name)
+                image = decode_image(it_data, it.name, max_pixels)
                 h, w = image.shape[:2]
                 sha = sha256_bytes(it_data)
                 if ws.frame_id_by_sha(sha) is not None:
@@ -258,11 +261,10 @@ def import_items(ws: Workspace, items: list[ImportItem], mask_options: MaskOptio
                     continue
                 mask = None
                 if it.mask is not None:
-                    raw = read_raw_mask(it.mask)
-                    if raw.shape[:2] != (h, w):
-                        raise KbhError(f"{it.mask}: mask is {raw.shape[1]}x{raw.shape[0]}, "
+                    mask = read_mask(it.mask, mask_rule, max_pixels)
+                    if mask.shape[:2] != (h, w):
+                        raise KbhError(f"{it.mask}: mask is {mask.shape[1]}x{mask.shape[0]}, "
                                        f"its frame {it.name} is {w}x{h}")
-                    mask = binarize_mask(raw, str(it.mask), mask_options.invert, mask_options.threshold)
                 ws.upsert_person(it.person, it.person_attrs)
                 ws.upsert_sequence(it.sequence, it.person, it.sequence_attrs)
                 idx = it.frame_index
@@ -282,9 +284,9 @@ def import_items(ws: Workspace, items: list[ImportItem], mask_options: MaskOptio
                 written.append(ws.root / ws.frame(fid).path)
                 if mask is not None:
                     ws.save_annotation(fid, mask=mask, status="done", source="import", annotator="import")
-                    written.append(ws.root / f"masks/{fid}.png")
+                    written.append(ws.root / ws.mask_file(fid))
                     report.with_masks += 1
-                    report.mask_coverage.append(float(mask.mean()))
+                    report.mask_coverage[it.name] = float(mask.mean())
                 report.added += 1
                 report.persons.add(it.person)
                 report.sequences.add(it.sequence)
@@ -295,10 +297,6 @@ def import_items(ws: Workspace, items: list[ImportItem], mask_options: MaskOptio
     return report
 
 
-def polarity_warning(report: ImportReport) -> str | None:
-    """Masks whose 'hand' covers most of every frame were probably stored the other way round."""
-    if report.mask_coverage and float(np.median(report.mask_coverage)) > 0.5:
-        return (f"warning: hand covers {np.median(report.mask_coverage):.0%} of a frame (median); "
-                "if the masks mark the hand as 0, re-import with --mask-invert")
-    return None
-
+def mask_warnings(report: ImportReport) -> list[str]:
+    """What the person should look at after an import (see kbh.mask_rules), whatever the flags."""
+    return coverage_warnings(report.mask_coverage)

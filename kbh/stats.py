@@ -89,7 +89,7 @@ def shards_stats(folder: Path) -> dict:
 def stats(path: str | Path, coverage: bool = True) -> dict:
     path = Path(path)
     if (path / DB_NAME).exists():
-        with Workspace.open(path) as ws:
+        with Workspace.open(path, readonly=True) as ws:
             return workspace_stats(ws, coverage)
     if path.is_dir():
         return shards_stats(path)

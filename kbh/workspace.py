@@ -1,19 +1,27 @@
 """The annotation workspace: a folder with an SQLite index (`kbh.sqlite`, WAL) and the files it points to.
 
     frames/        images as imported (original bytes)
-    masks/         one lossless PNG per annotated frame, 0 background / 255 hand
-    predictions/   model probabilities as uint8 PNG (0..255)
+    masks/         one lossless PNG per annotated frame, 0 background / 255 hand, named by its content
+    predictions/   model probabilities as uint8 PNG (0..255), named by their content
 
-Every file is written to a temporary name and renamed; every SQL statement is parameterised (ids, file names
-and attributes are user text). A frame's status moves unlabeled -> prelabeled -> in_progress -> done -> reviewed.
+Every file is written to a temporary name and renamed, before the transaction whose row names it commits; a
+file is removed only after the row stops naming it. So a killed process leaves the old row with its old files,
+or the new row with its new files, plus at most some files no row names: those are swept when the workspace is
+next opened for writing with no other writer (see docs/crash-safety.md). Every SQL statement is parameterised
+(ids, file names and attributes are user text). A frame's status moves unlabeled -> prelabeled -> in_progress ->
+done -> reviewed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
+import os
 import re
 import sqlite3
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +33,9 @@ from .imageio import atomic_write_bytes, read_image, read_mask_png, write_png
 from .strokes import Stroke
 
 DB_NAME = "kbh.sqlite"
+LOCK_NAME = ".kbh.lock"  # writers hold a shared flock on it; the orphan sweep needs it exclusively
+FILE_FOLDERS = ("frames", "masks", "predictions")  # every file in these is named by a row, or is an orphan
+BUSY_TIMEOUT_S = 30
 SCHEMA_VERSION = 1
 STATUSES = ("unlabeled", "prelabeled", "in_progress", "done", "reviewed")
 HUMAN_STATUSES = ("in_progress", "done", "reviewed")  # a person has worked on the frame: never overwrite
@@ -113,6 +124,36 @@ class Prediction:
     created: float
 
 
+def _uri_path(path: Path) -> str:
+    from urllib.parse import quote
+
+    return quote(str(path.resolve()))
+
+
+def _lock_shared(root: Path, try_exclusive: bool = False) -> tuple[int, bool]:
+    """Open and flock the workspace's lock file: exclusively if `try_exclusive` and no one else holds it, else
+    shared (waiting only for an opener's sweep). Returns (descriptor, exclusive). The lock dies with the
+    process, so a kill never leaves it behind."""
+    try:
+        fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise KbhError(f"{root / LOCK_NAME}: cannot open the workspace lock ({e.strerror})") from None
+    if try_exclusive:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd, True
+        except BlockingIOError:
+            pass
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd, False
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def frame_key(person_id: str, sequence_id: str, frame_index: int) -> str:
     return f"{person_id}_{sequence_id}/{int(frame_index):05d}"
 
@@ -129,12 +170,61 @@ FROM frames f JOIN sequences s ON s.id = f.sequence_id JOIN annotations a ON a.f
 """
 
 
-class Workspace:
-    """Open with `Workspace.init(path)` (new) or `Workspace.open(path)` (existing)."""
+class _Connection(sqlite3.Connection):
+    """sqlite3's connection, whose operational errors (locked, read-only, disk full, I/O) become one-line
+    KbhErrors naming the database file. Integrity errors pass through: callers turn them into their own."""
 
-    def __init__(self, root: Path, conn: sqlite3.Connection):
+    db_path: Path
+
+    def execute(self, *args):
+        try:
+            return super().execute(*args)
+        except sqlite3.Error as e:
+            raise _database_error(self.db_path, e) from None
+
+    def executemany(self, *args):
+        try:
+            return super().executemany(*args)
+        except sqlite3.Error as e:
+            raise _database_error(self.db_path, e) from None
+
+    def executescript(self, *args):
+        try:
+            return super().executescript(*args)
+        except sqlite3.Error as e:
+            raise _database_error(self.db_path, e) from None
+
+
+def _database_error(db: Path, e: sqlite3.Error) -> Exception:
+    if isinstance(e, sqlite3.IntegrityError):
+        return e
+    text = str(e)
+    if "locked" in text or "busy" in text:
+        return KbhError(f"{db}: locked by another process for more than {BUSY_TIMEOUT_S} s; close the other kbh "
+                        f"command or annotator and try again")
+    if "readonly" in text or "read-only" in text:
+        return KbhError(f"{db}: read-only; cannot save changes (open it where you may write, or copy it)")
+    if "full" in text:
+        return KbhError(f"{db}: cannot write (No space left on device)")
+    if isinstance(e, sqlite3.OperationalError) and "unable to open" not in text:
+        return KbhError(f"{db}: {text}")
+    return KbhError(f"{db}: corrupt workspace database ({text})")
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK)
+
+
+class Workspace:
+    """Open with `Workspace.init(path)` (new) or `Workspace.open(path)` (existing; `readonly=True` for commands
+    that only read, which also works on a read-only folder or file system)."""
+
+    def __init__(self, root: Path, conn: sqlite3.Connection, readonly: bool = False, lock_fd: int | None = None):
         self.root = root
         self.conn = conn
+        self.readonly = readonly
+        self._lock_fd = lock_fd
+        self.swept: tuple[int, int] = (0, 0)  # orphaned files removed at opening, and their bytes
 
     # -- opening ---------------------------------------------------------------------------------------------
     @classmethod
@@ -144,45 +234,103 @@ class Workspace:
             raise KbhError(f"{root}: already a kbh workspace")
         if root.exists() and not root.is_dir():
             raise KbhError(f"{root}: exists and is not a folder")
-        for sub in ("frames", "masks", "predictions"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            for sub in FILE_FOLDERS:
+                (root / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise KbhError(f"{root}: cannot create the workspace ({e.strerror})") from None
+        lock_fd, _ = _lock_shared(root)
         conn = cls._connect(root / DB_NAME)
         with conn:
             conn.executescript(_SCHEMA)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('created', ?)", (str(time.time()),))
-        return cls(root, conn)
+        return cls(root, conn, lock_fd=lock_fd)
 
     @classmethod
-    def open(cls, root: str | Path) -> "Workspace":
+    def open(cls, root: str | Path, readonly: bool = False, sweep: bool = True) -> "Workspace":
+        """Open an existing workspace. For writing, the first opener (no other writer holds it) removes the
+        files no row names (left by a killed process) and reports how many on stderr; `sweep=False` skips that."""
         root = Path(root)
         db = root / DB_NAME
         if not db.is_file():
             raise KbhError(f"{root}: not a kbh workspace (no {DB_NAME}; create one with `kbh init`)")
+        if not readonly and not (_writable(root) and _writable(db)):
+            raise KbhError(f"{root}: read-only workspace (cannot write {db.name} there); commands that only read "
+                           f"it (stats, export, split, queue) still work")
+        lock_fd, exclusive = (None, False) if readonly else _lock_shared(root, try_exclusive=sweep)
         try:
-            conn = cls._connect(db)
+            conn = cls._connect(db, readonly)
             ok = conn.execute("PRAGMA quick_check").fetchone()[0]
             version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except KbhError:
+            _unlock(lock_fd)
+            raise
         except sqlite3.DatabaseError as e:
+            _unlock(lock_fd)
             raise KbhError(f"{db}: corrupt workspace database ({e})") from None
         if ok != "ok":
+            _unlock(lock_fd)
             raise KbhError(f"{db}: corrupt workspace database ({ok})")
         if version is None or int(version[0]) > SCHEMA_VERSION:
+            _unlock(lock_fd)
             raise KbhError(f"{db}: unsupported schema version {version and version[0]}")
-        return cls(root, conn)
+        ws = cls(root, conn, readonly, lock_fd)
+        if exclusive:
+            ws.swept = ws.sweep_orphans()
+            fcntl.flock(lock_fd, fcntl.LOCK_SH)  # downgrade: other writers may open it now
+            if ws.swept[0]:
+                print(f"kbh: swept {ws.swept[0]} orphaned file(s) ({ws.swept[1] / 1e6:.1f} MB) that an "
+                      f"interrupted process left in {root}", file=sys.stderr)
+        return ws
 
     @staticmethod
-    def _connect(db: Path) -> sqlite3.Connection:
+    def _connect(db: Path, readonly: bool = False) -> sqlite3.Connection:
         # Autocommit mode; `transaction()` opens explicit transactions. check_same_thread=False lets the
         # annotator's autosave worker use the connection (it serialises access itself).
-        conn = sqlite3.connect(db, isolation_level=None, timeout=30, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        if readonly:
+            # mode=ro reads alongside writers (WAL). Where the folder itself is read-only, SQLite cannot make
+            # its shared-memory file: then nobody can be writing, and immutable=1 reads without it.
+            flag = "mode=ro" if _writable(db.parent) else "immutable=1"
+            uri = f"file:{_uri_path(db)}?{flag}"
+        else:
+            uri = f"file:{_uri_path(db)}"
+        try:
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_S,
+                                   check_same_thread=False, factory=_Connection)
+        except sqlite3.Error as e:
+            raise _database_error(db, e) from None
+        conn.db_path = db
+        if not readonly:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
     def close(self) -> None:
         self.conn.close()
+        _unlock(self._lock_fd)
+        self._lock_fd = None
+
+    def sweep_orphans(self) -> tuple[int, int]:
+        """Remove the files under frames/, masks/ and predictions/ that no row names (a killed import's frames,
+        a mask written just before a kill, temporary files). Call only as the sole writer. Returns (files,
+        bytes) removed."""
+        named = set()
+        for sql in ("SELECT path FROM frames", "SELECT mask_path FROM annotations WHERE mask_path IS NOT NULL",
+                    "SELECT prob_path FROM predictions"):
+            named.update(r[0] for r in self.conn.execute(sql))
+        n = size = 0
+        for folder in FILE_FOLDERS:
+            for dirpath, _, files in os.walk(self.root / folder):
+                for name in files:
+                    path = Path(dirpath) / name
+                    if path.relative_to(self.root).as_posix() not in named:
+                        with contextlib.suppress(OSError):
+                            size += path.stat().st_size
+                            path.unlink()
+                            n += 1
+        return n, size
 
     def __enter__(self):
         return self
@@ -308,11 +456,8 @@ class Workspace:
     # -- annotations -----------------------------------------------------------------------------------------
     def mask(self, frame: int | Frame) -> np.ndarray | None:
         """The stored mask as uint8 {0, 1} (1 = hand), or None if the frame has none."""
-        fid = frame.id if isinstance(frame, Frame) else int(frame)
-        row = self.conn.execute("SELECT mask_path FROM annotations WHERE frame_id = ?", (fid,)).fetchone()
-        if row is None or row[0] is None:
-            return None
-        return read_mask_png(self.root / row[0])
+        rel = self.mask_file(frame.id if isinstance(frame, Frame) else int(frame))
+        return None if rel is None else read_mask_png(self.root / rel)
 
     def strokes(self, frame_id: int) -> list[Stroke]:
         rows = self.conn.execute(
@@ -330,14 +475,20 @@ class Workspace:
             _check_status(status)
         if source is not None and source not in SOURCES:
             raise KbhError(f"unknown annotation source {source!r} (one of {', '.join(SOURCES)})")
-        mask_rel = None
+        mask_rel = old_rel = None
         if mask is not None:
             mask = np.asarray(mask)
             if mask.shape != (frame.height, frame.width):
                 raise KbhError(f"frame {frame.key}: mask is {mask.shape[1]}x{mask.shape[0]}, "
                                f"frame is {frame.width}x{frame.height}")
-            mask_rel = f"masks/{frame.id}.png"
-            write_png(self.root / mask_rel, (mask > 0).astype(np.uint8) * 255)
+            # Named by content and written before the commit: the committed row and its mask file always belong
+            # together, whenever the process dies (issue 9). The old file goes after the commit.
+            bits = (mask > 0).astype(np.uint8)
+            mask_rel = f"masks/{frame.id}_{_content_tag(bits)}.png"
+            old_rel = self.mask_file(frame.id)
+            if mask_rel != old_rel or not (self.root / mask_rel).is_file():
+                write_png(self.root / mask_rel, bits * 255)
+        joined = self.conn.in_transaction  # then the outer transaction may still roll back: keep the old file
         with self.transaction() as c:
             sets, args = ["updated = ?", "seconds = seconds + ?"], [time.time(), float(add_seconds)]
             for col, val in (("status", status), ("source", source), ("annotator", annotator),
@@ -355,6 +506,18 @@ class Workspace:
                 sets.append("strokes = ?")
                 args.append(len(strokes))
             c.execute(f"UPDATE annotations SET {', '.join(sets)} WHERE frame_id = ?", (*args, frame.id))
+        if old_rel and mask_rel and old_rel != mask_rel and not joined:
+            self._remove_file(old_rel)
+
+    def mask_file(self, frame_id: int) -> str | None:
+        """The frame's mask file, relative to the root, or None."""
+        row = self.conn.execute("SELECT mask_path FROM annotations WHERE frame_id = ?", (int(frame_id),)).fetchone()
+        return row[0] if row else None
+
+    def _remove_file(self, rel: str) -> None:
+        """Best effort: a file left behind is an orphan the next sweep removes."""
+        with contextlib.suppress(OSError):
+            (self.root / rel).unlink()
 
     def set_status(self, frame_id: int, status: str) -> None:
         _check_status(status)
@@ -375,8 +538,12 @@ class Workspace:
         if prob.shape != (frame.height, frame.width):
             raise KbhError(f"frame {frame.key}: prediction is {prob.shape}, frame is {(frame.height, frame.width)}")
         prob8 = prob if prob.dtype == np.uint8 else np.clip(np.rint(prob * 255.0), 0, 255).astype(np.uint8)
-        rel = f"predictions/{frame.id}_{safe_name(model)}.png"
+        rel = f"predictions/{frame.id}_{safe_name(model)}_{_content_tag(prob8)}.png"
+        row = self.conn.execute("SELECT prob_path FROM predictions WHERE frame_id = ? AND model = ?",
+                                (frame.id, model)).fetchone()
+        old_rel = row[0] if row else None
         write_png(self.root / rel, prob8)
+        changed, joined = False, self.conn.in_transaction
         with self.transaction() as c:
             c.execute(
                 "INSERT OR REPLACE INTO predictions (frame_id, model, prob_path, uncertainty, created) "
@@ -386,8 +553,10 @@ class Workspace:
             if mark_prelabeled and frame.status in ("unlabeled", "prelabeled"):
                 c.execute("UPDATE annotations SET status = 'prelabeled', updated = ? WHERE frame_id = ?",
                           (time.time(), frame.id))
-                return True
-        return False
+                changed = True
+        if old_rel and old_rel != rel and not joined:
+            self._remove_file(old_rel)
+        return changed
 
     def prediction(self, frame_id: int, model: str | None = None) -> Prediction | None:
         """The newest prediction for a frame (of `model`, if given)."""
@@ -407,6 +576,13 @@ class Workspace:
         if arr is None:
             raise KbhError(f"{self.root / pred.prob_path}: missing or unreadable prediction file")
         return arr.astype(np.float32) / 255.0
+
+
+def _content_tag(array: np.ndarray) -> str:
+    """16 hex digits of the sha256 of an array's shape and bytes: file names that change with the content."""
+    h = hashlib.sha256(repr(array.shape).encode())
+    h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()[:16]
 
 
 def _check_status(status: str) -> None:

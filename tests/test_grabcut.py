@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from kbh.grabcut import GrabCutSession, iou
-from kbh.imageio import binarize_mask, read_image, read_raw_mask
+from kbh.imageio import read_image
+from kbh.mask_rules import HGR1_MASK, read_mask
 from kbh.strokes import BACKGROUND, FOREGROUND, Stroke, hard_labels
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -141,7 +142,7 @@ def test_real_hgr1_frame_with_a_few_strokes():
 
     name = "4_P_hgr1_id02_2"
     image = read_image(images / f"{name}.jpg")
-    gt = binarize_mask(read_raw_mask(DATA / "hgr1" / "masks" / f"{name}.bmp"), name, invert=True)
+    gt = read_mask(DATA / "hgr1" / "masks" / f"{name}.bmp", HGR1_MASK)
     image = cv2.resize(image, (230, 306), interpolation=cv2.INTER_AREA)
     gt = cv2.resize(gt, (230, 306), interpolation=cv2.INTER_NEAREST)
     result = simulate(image, gt, max_strokes=5)
@@ -258,7 +259,7 @@ def test_order_independence_on_every_hgr1_frame(protocol):
     worst = 1.0
     for k, path in enumerate(sorted(images.glob("*.jpg"))):
         image = read_image(path)
-        gt = binarize_mask(read_raw_mask(DATA / "hgr1" / "masks" / f"{path.stem}.bmp"), path.stem, invert=True)
+        gt = read_mask(DATA / "hgr1" / "masks" / f"{path.stem}.bmp", HGR1_MASK)
         strokes = simulate(image, gt, max_strokes=3, protocol=protocol, seed=k).strokes
         session = GrabCutSession(image)
         for n in range(1, len(strokes) + 1):

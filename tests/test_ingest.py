@@ -7,7 +7,8 @@ from PIL import Image
 
 from kbh.cli import main
 from kbh.errors import KbhError
-from kbh.ingest import (MaskOptions, import_items, items_from_csv, items_from_folder, items_from_kbh_layout,
+from kbh.mask_rules import MaskRule
+from kbh.ingest import (import_items, items_from_csv, items_from_folder, items_from_kbh_layout,
                         items_from_video)
 from kbh.workspace import Workspace
 from tests.helpers import SHARED_DATA, blob_image, write_rgb
@@ -38,7 +39,7 @@ def test_folder_import_with_regex_ids_and_inverted_masks(ws, tmp_path):
     gts = make_folder(tmp_path, n=4, invert=True)
     items = items_from_folder(tmp_path / "images", tmp_path / "masks", person_regex=r"hgr1_(id\d+)",
                               sequence_regex=r"^(.*)_\d+$", index_regex=r"_(\d+)$")
-    report = import_items(ws, items, MaskOptions(invert=True), progress=False)
+    report = import_items(ws, items, MaskRule(invert=True), progress=False)
     assert report.added == 4 and report.with_masks == 4
     assert set(ws.persons()) == {"id01", "id02"}
     for f in ws.frames():
@@ -80,7 +81,7 @@ def test_mask_size_mismatch_and_multivalued_masks(ws, tmp_path):
     with pytest.raises(KbhError, match="distinct values .*--mask-threshold"):
         import_items(ws, items_from_folder(tmp_path / "im", tmp_path / "mk", person="p"), progress=False)
     import_items(ws, items_from_folder(tmp_path / "im", tmp_path / "mk", person="p"),
-                 MaskOptions(threshold=100), progress=False)
+                 MaskRule(threshold=100), progress=False)
     np.testing.assert_array_equal(ws.mask(ws.frames()[0]), mask)
 
 
@@ -182,9 +183,9 @@ def test_hgr1_real_import(tmp_path):
     ws = Workspace.init(tmp_path / "ws")
     items = items_from_folder(SHARED_DATA / "hgr1" / "images", SHARED_DATA / "hgr1" / "masks",
                               person_regex=r"hgr1_id(\d+)", sequence_regex=r"^(.*)_\d+$", index_regex=r"_(\d+)$")
-    report = import_items(ws, items, MaskOptions(invert=True), progress=False)
+    report = import_items(ws, items, MaskRule(invert=True), progress=False)
     assert report.added == 106 and len(ws.persons()) == 8
     counts = {p: len(ws.frames(person=p)) for p in ws.persons()}
     assert counts == {"01": 15, "02": 10, "03": 10, "04": 10, "05": 15, "06": 15, "07": 15, "08": 16}
-    cov = np.array(report.mask_coverage)
+    cov = np.array(list(report.mask_coverage.values()))
     assert 0.05 < cov.min() and cov.max() < 0.6  # hand = 1 is the minority of each frame

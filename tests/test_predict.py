@@ -44,13 +44,13 @@ def test_predict_never_touches_human_work(ws, checkpoint, capsys):
     done_mask = blob_image(seed=1)[1]
     ws.save_annotation(frames[1].id, mask=done_mask, status="done", source="grabcut")
     ws.save_annotation(frames[3].id, status="in_progress")
-    before = (ws.root / "masks" / f"{frames[1].id}.png").read_bytes()
+    before = (ws.root / ws.mask_file(frames[1].id)).read_bytes()
     assert main(["predict", str(ws.root), "--checkpoint", str(checkpoint), "--quiet"]) == 0
     assert "predicted 3 frames" in capsys.readouterr().out
     statuses = [f.status for f in ws.frames()]
     assert statuses == ["prelabeled", "done", "prelabeled", "in_progress", "prelabeled"]
     assert ws.prediction(frames[1].id) is None and ws.prediction(frames[3].id) is None
-    assert (ws.root / "masks" / f"{frames[1].id}.png").read_bytes() == before
+    assert (ws.root / ws.mask_file(frames[1].id)).read_bytes() == before
     pred = ws.prediction(frames[0].id)
     assert pred.model == "rec-simple@7"
     prob = ws.prediction_probability(pred)

@@ -27,7 +27,8 @@ from PySide6.QtWidgets import QApplication
 from annotator.engines import build_engine
 from annotator.window import AnnotatorWindow
 from kbh.grabcut import iou
-from kbh.imageio import binarize_mask, read_image, read_raw_mask, sha256_bytes
+from kbh.imageio import read_image, sha256_bytes
+from kbh.mask_rules import HGR1_MASK, read_mask
 from kbh.simulate import simulate
 from kbh.workspace import Workspace
 
@@ -98,7 +99,7 @@ def main() -> None:
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     image = read_image(HGR1 / "images" / f"{args.frame}.jpg")
-    gt = binarize_mask(read_raw_mask(HGR1 / "masks" / f"{args.frame}.bmp"), args.frame, invert=True)
+    gt = read_mask(HGR1 / "masks" / f"{args.frame}.bmp", HGR1_MASK)
     app = QApplication.instance() or QApplication(["engine_screenshots"])
     one_engine(app, "grabcut", None, image, gt, args.frame, args.out)
     if args.checkpoint:
