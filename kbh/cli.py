@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from . import __version__
@@ -42,13 +43,32 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        rc = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return rc
     except KbhError as e:
-        print(f"kbh: error: {e}", file=sys.stderr)
+        print(f"kbh: error: {one_line(str(e))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`kbh stats | head`): stop quietly, with the shell's SIGPIPE status.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as e:  # what the code did not expect from the operating system still gets one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"kbh: error: {where}{e.strerror or one_line(str(e))}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("kbh: interrupted", file=sys.stderr)
         return 130
+
+
+def one_line(message: str) -> str:
+    """An error's message on one line; from a DataLoader worker, the original error's own line (torch wraps it
+    in a traceback)."""
+    if "Original Traceback" in message:
+        last = [ln for ln in message.splitlines() if ln.strip()][-1]
+        return last.split("KbhError: ", 1)[-1]
+    return " ".join(message.split())
 
 
 if __name__ == "__main__":

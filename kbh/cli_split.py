@@ -29,7 +29,8 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--size", default=DEFAULT_SIZE, help="HEIGHTxWIDTH of the frames in the shards (default %(default)s)")
     p.add_argument("--name", help="dataset name in the manifest (default: the output folder's name)")
     p.add_argument("--compression", default=None, help="gzip[:LEVEL], lzf or none (default gzip:1)")
-    p.add_argument("--max-shard-gb", type=float, default=2.0, help="raw GiB per shard file (default %(default)s)")
+    p.add_argument("--max-shard-gb", type=float, default=1.0,
+                   help="raw GiB per shard file; each is built in memory, compressed (default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing split in DIR")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_split)
@@ -71,7 +72,8 @@ def split_workspace(ws, out_dir: str | Path, *, ratios: tuple[float, ...] | None
                     published: dict | None = None, seed: int = 0, size: tuple[int, int] = (230, 306),
                     name: str | None = None, compression=None, max_bytes: int | None = None,
                     overwrite: bool = False, progress: bool = True) -> dict:
-    """Split `ws` into shards under `out_dir` and write `out_dir/manifest.json` last; returns the manifest.
+    """Split `ws` into shards and a manifest that appear at `out_dir` together, only when complete (see
+    kbh.split_folder: staging folder, writer lock, atomic swap for `overwrite`); returns the manifest.
 
     Either `ratios` (fractions, train/val/test) with `unit` "person" or "sequence", or `published` (a manifest
     whose frame keys decide each frame's split).
@@ -79,11 +81,9 @@ def split_workspace(ws, out_dir: str | Path, *, ratios: tuple[float, ...] | None
     from . import manifest as mf
     from . import shards as sh
     from . import split as sp
+    from .split_folder import writing_split
 
     out_dir = Path(out_dir)
-    existing = [p for p in out_dir.glob("*.h5")] + [p for p in [out_dir / mf.MANIFEST_FILE] if p.exists()]
-    if existing and not overwrite:
-        raise KbhError(f"{out_dir}: already holds a split ({existing[0].name}); use --overwrite to replace it")
     frames, left_out = eligible_frames(ws)
     total_frames = ws.count_frames()
     if not frames:
@@ -154,14 +154,11 @@ def split_workspace(ws, out_dir: str | Path, *, ratios: tuple[float, ...] | None
     )
     if missing:
         m["missing"] = {"frames_not_in_workspace": missing}
-    shards = sh.write_split_shards(ws, by_split, out_dir, size, m["manifest_id"], comp,
-                                   max_bytes or sh.DEFAULT_MAX_BYTES, progress)
-    m = mf.with_shards(m, shards)
-    mf.write_manifest(out_dir / mf.MANIFEST_FILE, m)
-    written = {s["file"] for v in shards.values() for s in v}
-    for p in out_dir.glob("*.h5"):  # a replaced split's leftovers
-        if sh.SHARD_RE.match(p.name) and p.name not in written:
-            p.unlink()
+    with writing_split(out_dir, overwrite) as staging:  # appears at out_dir only when complete
+        shards = sh.write_split_shards(ws, by_split, staging, size, m["manifest_id"], comp,
+                                       max_bytes or sh.DEFAULT_MAX_BYTES, progress)
+        m = mf.with_shards(m, shards)
+        mf.write_manifest(staging / mf.MANIFEST_FILE, m)
     return m
 
 

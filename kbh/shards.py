@@ -12,6 +12,7 @@ frame count, written under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ SCHEMA_VERSION = 1
 # Chosen by benchmarks/bench_split.py (see benchmarks/RESULTS.md): on photographs gzip level 1 stores 44% of raw
 # (level 4: 42%, lzf: 57%) at less write cost than higher levels, and gzip is a standard HDF5 filter (lzf is h5py's).
 DEFAULT_COMPRESSION = ("gzip", 1)
-DEFAULT_MAX_BYTES = 2 << 30  # raw bytes per shard file before a new one starts
+DEFAULT_MAX_BYTES = 1 << 30  # raw bytes per shard file before a new one starts (a file is built in memory)
+SHARD_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")  # any HDF5 file in a split folder must be a listed shard
 SHARD_RE = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<k>\d{5})\.h5$")
 _STR = h5py.string_dtype("utf-8")
 COLUMNS = ("frame_id", "person_id", "sequence_id", "frame_index", "orig_height", "orig_width")
@@ -83,7 +85,12 @@ class ShardWriter:
 
     `total` (the split's frame count) is known up front, so each file is preallocated; a file holds at most
     `max_bytes` of raw image+mask data. Use as a context manager; `shards` lists what was written
-    ({"file", "frames", "sha256"}). On an exception the temporary file is removed and nothing is renamed.
+    ({"file", "frames", "bytes", "sha256"}).
+
+    HDF5 builds each file in memory (at most one file's compressed bytes), and kbh writes it to disk with plain
+    writes under a temporary name, renamed when complete. HDF5 itself never meets a full or read-only disk:
+    after a failed write it cannot close or even free the file without crashing the process (issue 9's
+    segmentation fault). On an exception nothing is left on disk.
     """
 
     def __init__(self, out_dir: str | Path, split: str, size: tuple[int, int], total: int, manifest_id: str,
@@ -96,7 +103,7 @@ class ShardWriter:
         self.shards: list[dict] = []
         self._written = 0
         self._file: h5py.File | None = None
-        self._stack: contextlib.ExitStack | None = None
+        self._buffer: io.BytesIO | None = None
         self._i = 0
         self._n = 0
 
@@ -107,16 +114,15 @@ class ShardWriter:
         if exc_type is None:
             self.close()
         else:
-            self._abort(exc_type, exc, tb)
+            self._abort()
 
     def _open_next(self) -> None:
         k = len(self.shards)
         self._n = min(self.per_file, self.total - self._written)
         self._path = self.out_dir / shard_name(self.split, k)
-        self._stack = contextlib.ExitStack()
-        tmp = self._stack.enter_context(atomic_path(self._path))
         h, w = self.size
-        f = h5py.File(tmp, "w")
+        self._buffer = io.BytesIO()
+        f = h5py.File(self._buffer, "w")
         n = self._n
         f.create_dataset("images", (n, h, w, 3), np.uint8, chunks=(1, h, w, 3), fletcher32=True, **self.kwargs)
         f.create_dataset("masks", (n, h, w), np.uint8, chunks=(1, h, w), fletcher32=True, **self.kwargs)
@@ -155,23 +161,23 @@ class ShardWriter:
         for name, values in self._columns.items():
             self._file[name][:] = values
         self._file.close()
-        self._file = None
-        self._stack.close()  # fsync + rename over the final name
-        self._stack = None
-        self.shards.append({"file": self._path.name, "frames": self._n, "sha256": sha256_file(self._path)})
+        self._file = self._images = self._masks = None
+        with atomic_path(self._path) as tmp:  # fsync + rename; a full or read-only disk is a KbhError here
+            with open(tmp, "wb") as out:
+                out.write(self._buffer.getbuffer())
+        self._buffer = None
+        self.shards.append({"file": self._path.name, "frames": self._n, "bytes": self._path.stat().st_size,
+                            "sha256": sha256_file(self._path)})
 
-    def _abort(self, *exc_info) -> None:
+    def _abort(self) -> None:
         if self._file is not None:
             with contextlib.suppress(Exception):
                 self._file.close()
-            self._file = None
-        if self._stack is not None:
-            self._stack.__exit__(*exc_info)  # removes the temporary file
-            self._stack = None
+        self._file = self._images = self._masks = self._buffer = None
 
     def close(self) -> list[dict]:
         if self._written != self.total:
-            self._abort(KbhError, None, None)
+            self._abort()
             raise KbhError(f"split {self.split}: wrote {self._written} frames, expected {self.total}")
         return self.shards
 
@@ -182,11 +188,11 @@ def write_split_shards(ws, splits: dict[str, list], out_dir: str | Path, size: t
     """Stream each split's frames (kbh.workspace.Frame lists) from the workspace into shards.
 
     Only one frame's image and mask are in memory at a time. Returns split -> shard list for the manifest.
+    `out_dir` is a staging folder (see kbh.split_folder): the split appears only once it is complete.
     """
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, list[dict]] = {}
     total = sum(len(v) for v in splits.values())
     with tqdm(total=total, desc="writing shards", unit="frame", disable=not progress, dynamic_ncols=True) as bar:
@@ -232,10 +238,12 @@ class ShardReader:
         for p in self.paths:
             try:
                 with h5py.File(p, "r") as f:
+                    if foreign := foreign_storage(f):
+                        raise KbhError(f"{p}: refused: {foreign[0]}")
                     counts.append(len(f["images"]))
                     ids.add(str(f.attrs.get("manifest_id", "")))
             except (OSError, KeyError) as e:
-                raise KbhError(f"{p}: not a readable kbh shard ({e})") from None
+                raise KbhError(f"{p}: not a readable kbh shard ({_short(e)})") from None
         if len(ids) > 1:
             raise KbhError(f"{self.paths[0].parent}: shards from different manifests ({', '.join(sorted(ids))})")
         self.manifest_id = ids.pop()
@@ -271,9 +279,14 @@ class ShardReader:
         k = int(np.searchsorted(self._offsets, i, side="right") - 1)
         f, j = self._handles()[k], i - int(self._offsets[k])
         cols = self._cols[k]
+        try:
+            image, mask = f["images"][j], f["masks"][j]
+        except OSError as e:
+            raise KbhError(f"{self.paths[k]}: frame {cols['frame_id'][j]} (#{j}) cannot be read ({_short(e)}); "
+                           f"`kbh verify {self.paths[k].parent}` lists every damaged frame") from None
         return {
-            "image": f["images"][j],
-            "mask": f["masks"][j],
+            "image": image,
+            "mask": mask,
             "frame_id": str(cols["frame_id"][j]),
             "person_id": str(cols["person_id"][j]),
             "sequence_id": str(cols["sequence_id"][j]),
@@ -300,86 +313,79 @@ class VerifyReport:
 
 
 def verify(folder: str | Path, check_chunks: bool = True) -> VerifyReport:
-    """Check a split folder against its manifest: every shard present, sha256 equal, frame counts and frame ids
-    equal (manifest vs file), persons (and sequences) in one split only, every chunk's fletcher32 checksum."""
-    from .manifest import MANIFEST_FILE, compute_manifest_id, read_manifest
+    """Everything the at-open check refuses (kbh.split_folder: manifest intact, exactly the listed shards, plain
+    names, ids, sizes, counts, frame ids, persons in one split, no HDF5 feature that reads another file), plus
+    every shard's sha256, sequences in one split, and (`check_chunks`) every chunk's fletcher32 checksum."""
+    from .manifest import MANIFEST_FILE
+    from .split_folder import check_split_folder
 
     folder = Path(folder)
     rep = VerifyReport()
-    manifest = read_manifest(folder / MANIFEST_FILE)
-    mid = manifest.get("manifest_id")
-    if compute_manifest_id(manifest) != mid:
-        rep.problems.append(f"{folder / MANIFEST_FILE}: content does not match its manifest_id {mid} (edited?)")
-    owners: dict[str, dict[str, set]] = {"person": {}, "sequence": {}}
-    listed = set()
-    for split, entry in manifest.get("splits", {}).items():
-        shards = entry.get("shards", [])
+    sf, rep.problems = check_split_folder(folder)
+    if sf is None:
+        return rep
+    manifest = sf.manifest
+    owners: dict[str, set] = {}
+    for split, entry in manifest["splits"].items():
         want = int(entry.get("frame_count", 0))
+        shards = [s for s in entry.get("shards", []) if isinstance(s, dict)]
         in_manifest = sum(int(s.get("frames", 0)) for s in shards)
         if in_manifest != want:
             rep.problems.append(f"{split}: manifest says {want} frames but its shards list {in_manifest}")
-        for p in entry.get("persons", []):
-            owners["person"].setdefault(p, set()).add(split)
         for s in entry.get("sequences", []):
-            owners["sequence"].setdefault(s, set()).add(split)
-        ids_in_files: list[str] = []
-        for s in shards:
-            path = folder / s["file"]
-            listed.add(s["file"])
-            if not path.is_file():
-                rep.problems.append(f"{path}: missing shard ({split}, {s.get('frames')} frames)")
-                continue
+            owners.setdefault(s, set()).add(split)
+        digests = {s.get("file"): s.get("sha256") for s in shards}
+        rep.frames[split] = 0
+        for path in sf.paths.get(split, []):
             rep.files += 1
             digest = sha256_file(path)
-            if digest != s.get("sha256"):
+            if digest != digests.get(path.name):
                 rep.problems.append(f"{path}: sha256 {digest[:12]}... differs from the manifest's "
-                                    f"{str(s.get('sha256'))[:12]}... (file changed or corrupt)")
-            ids_in_files += _check_file(path, split, s, mid, manifest, owners, rep, check_chunks)
-        rep.frames[split] = len(ids_in_files)
-        if "frame_ids" in entry and all(folder.joinpath(s["file"]).is_file() for s in shards):
-            if ids_in_files != list(entry["frame_ids"]):
-                rep.problems.append(f"{split}: frame ids in the shards differ from the manifest's "
-                                    f"({len(ids_in_files)} in files, {len(entry['frame_ids'])} listed)")
-    for unit in ("person", "sequence"):  # whatever the split unit, no person (or sequence) in two splits
-        for gid, splits in sorted(owners[unit].items()):
-            if len(splits) > 1:
-                rep.problems.append(f"{unit} {gid!r} is in more than one split ({', '.join(sorted(splits))})")
-    for p in sorted(folder.glob("*.h5")):
-        if p.name not in listed:
-            rep.notes.append(f"{p}: not listed in the manifest (ignored)")
+                                    f"{str(digests.get(path.name))[:12]}... (file changed or corrupt)")
+            rep.frames[split] += _check_file(path, owners, split, rep, check_chunks)
+    for gid, splits in sorted(owners.items()):
+        if len(splits) > 1:
+            rep.problems.append(f"sequence {gid!r} is in more than one split ({', '.join(sorted(splits))})")
+    listed = {s.get("file") for e in manifest["splits"].values() for s in e.get("shards", []) if isinstance(s, dict)}
+    for p in sorted(folder.iterdir()):
+        if p.name != MANIFEST_FILE and p.name not in listed and p.suffix.lower() not in SHARD_SUFFIXES:
+            rep.notes.append(f"{p}: not part of the split (ignored)")
     return rep
 
 
-def _check_file(path, split, entry, mid, manifest, owners, rep, check_chunks) -> list[str]:
-    """Open one shard and check attrs, counts, person ids and (optionally) every chunk's checksum."""
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        rep.problems.append(f"{path}: cannot be opened as HDF5 ({e})")
-        return []
-    with f:
-        try:
-            n = len(f["images"])
-            ids = list(f["frame_id"].asstr()[:])
-            persons = set(f["person_id"].asstr()[:])
-            sequences = set(f["sequence_id"].asstr()[:])
-            lengths = {len(f[c]) for c in ("masks", *COLUMNS)}
-            attrs = dict(f.attrs)
-        except (OSError, KeyError) as e:
-            rep.problems.append(f"{path}: unreadable shard structure ({e})")
-            return []
-        if n != int(entry.get("frames", -1)):
-            rep.problems.append(f"{path}: holds {n} frames, the manifest says {entry.get('frames')}")
-        if lengths != {n}:
-            rep.problems.append(f"{path}: columns have different lengths ({sorted(lengths | {n})})")
-        if str(attrs.get("manifest_id")) != str(mid):
-            rep.problems.append(f"{path}: manifest_id {attrs.get('manifest_id')} is not the manifest's {mid}")
-        if str(attrs.get("split")) != split:
-            rep.problems.append(f"{path}: split attribute {attrs.get('split')!r}, listed under {split!r}")
-        for p in persons:
-            owners["person"].setdefault(p, set()).add(split)
-        for s in sequences:
-            owners["sequence"].setdefault(s, set()).add(split)
+def foreign_storage(f: h5py.File) -> list[str]:
+    """What in an HDF5 file would read data from somewhere else: external or soft links, datasets with external
+    storage, virtual datasets. A shard must hold its own bytes, or its checksums prove nothing."""
+    out: list[str] = []
+
+    def walk(group, prefix: str) -> None:
+        for name in group:
+            link = group.get(name, getlink=True)
+            if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
+                out.append(f"{prefix}{name} is an {type(link).__name__} (reads another place)")
+                continue
+            obj = group[name]
+            if isinstance(obj, h5py.Group):
+                walk(obj, f"{prefix}{name}/")
+            elif isinstance(obj, h5py.Dataset):
+                if obj.external:
+                    out.append(f"dataset {prefix}{name} stores its data in external file(s)")
+                if obj.is_virtual:
+                    out.append(f"dataset {prefix}{name} is a virtual dataset (reads other files)")
+
+    walk(f, "")
+    return out
+
+
+def _check_file(path, owners, split, rep, check_chunks) -> int:
+    """Sequences of one shard, and (optionally) every chunk's checksum; returns its frame count."""
+    with h5py.File(path, "r") as f:
+        ids = list(f["frame_id"].asstr()[:])
+        for s in set(f["sequence_id"].asstr()[:]):
+            owners.setdefault(s, set()).add(split)
+        lengths = {len(f[c]) for c in ("images", "masks", *COLUMNS)}
+        if len(lengths) > 1:
+            rep.problems.append(f"{path}: columns have different lengths ({sorted(lengths)})")
         if check_chunks:
             for name in ("images", "masks"):
                 ds = f[name]
@@ -392,7 +398,7 @@ def _check_file(path, split, entry, mid, manifest, owners, rep, check_chunks) ->
                         continue
                     if name == "masks" and block.max(initial=0) > 1:
                         rep.problems.append(f"{path}: masks[{i}] has values other than 0/1")
-        return ids
+        return len(ids)
 
 
 def _short(e: Exception) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import hashlib
+
 import cv2
 import numpy as np
 
@@ -25,3 +27,24 @@ def write_rgb(path: Path, img: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     return path
+
+
+def make_ws(root, layout, hw=(18, 24), status="done", seed=0):
+    """layout: {person: {sequence: n_frames}}; every frame labeled with `status` (None: leave unlabeled)."""
+    from kbh.workspace import Workspace
+
+    rng = np.random.default_rng(seed)
+    ws = Workspace.init(root)
+    h, w = hw
+    for person, seqs in layout.items():
+        for sid, n in seqs.items():
+            ws.upsert_sequence(sid, person)
+            with ws.transaction():
+                for i in range(n):
+                    data = cv2.imencode(".png", rng.integers(0, 256, (h, w, 3), dtype=np.uint8))[1].tobytes()
+                    ws.add_frame(sid, i, data, ".png", w, h, hashlib.sha256(data).hexdigest())
+            if status:
+                for fr in ws.frames(sequence=sid):
+                    ws.save_annotation(fr.id, mask=rng.random((h, w)) > 0.6, status=status, source="import")
+    ws.close()
+    return root

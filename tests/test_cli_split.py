@@ -1,6 +1,5 @@
 """`kbh split`, `kbh verify`, `kbh manifest-from-lists` end to end through the command line."""
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -13,29 +12,11 @@ from kbh.cli import main
 from kbh.manifest import read_manifest
 from kbh.shards import ShardReader, list_shards
 from kbh.workspace import Workspace
+from tests.helpers import make_ws
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 HGR1 = DATA / "hgr1"
-
-
-def make_ws(root, layout, hw=(18, 24), status="done", seed=0):
-    """layout: {person: {sequence: n_frames}}; every frame labeled with `status` (None: leave unlabeled)."""
-    rng = np.random.default_rng(seed)
-    ws = Workspace.init(root)
-    h, w = hw
-    for person, seqs in layout.items():
-        for sid, n in seqs.items():
-            ws.upsert_sequence(sid, person)
-            with ws.transaction():
-                for i in range(n):
-                    data = cv2.imencode(".png", rng.integers(0, 256, (h, w, 3), dtype=np.uint8))[1].tobytes()
-                    ws.add_frame(sid, i, data, ".png", w, h, hashlib.sha256(data).hexdigest())
-            if status:
-                for fr in ws.frames(sequence=sid):
-                    ws.save_annotation(fr.id, mask=rng.random((h, w)) > 0.6, status=status, source="import")
-    ws.close()
-    return root
 
 
 def run(capsys, *argv):

@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from kbh.errors import KbhError
 from training.data import (IMAGENET_MEAN, IMAGENET_STD, ShardDataset, SkipSampler, normalize, random_rotate_flip,
                            rank_indices, steps_per_epoch)
-from training_fixtures import make_shards
+from training_fixtures import make_shards, manifest_id_of
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def shards(tmp_path_factory):
 
 def test_items_shapes_and_normalisation(shards):
     ds = ShardDataset(shards, "train")
-    assert len(ds) == 6 and ds.manifest_id == "testmanifest0001"
+    assert len(ds) == 6 and ds.manifest_id == manifest_id_of(shards)
     item = ds[2]
     assert item["image"].shape == (3, 32, 48) and item["image"].dtype == torch.float32
     assert item["mask"].shape == (32, 48) and item["mask"].dtype == torch.int64
@@ -65,7 +65,7 @@ def test_worker_processes_open_their_own_files(shards):
 
 
 def test_missing_split_or_folder_is_a_clear_error(shards, tmp_path):
-    with pytest.raises(KbhError, match="no 'test' shards"):
+    with pytest.raises(KbhError, match="has no 'test' frames"):
         ShardDataset(shards, "test")
     with pytest.raises(KbhError, match="no such shard folder"):
         ShardDataset(tmp_path / "nope", "train")

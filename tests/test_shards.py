@@ -202,7 +202,7 @@ def test_verify_person_in_two_splits(split_dir, tmp_path):
     m["splits"]["val"]["shards"][0]["sha256"] = sha256_file(path)
     write_manifest(d / "manifest.json", m)
     rep = verify(d)
-    assert rep.problems == [f"person {intruder!r} is in more than one split (train, val)"]
+    assert rep.problems == [f"{path}: person {intruder!r} is also in train"]
 
 
 def test_verify_edited_manifest(split_dir, tmp_path):

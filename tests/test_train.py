@@ -15,7 +15,7 @@ import torch
 
 from kbh.cli import main as kbh_main
 from training.checkpoint import load_checkpoint
-from training_fixtures import make_shards
+from training_fixtures import make_shards, manifest_id_of
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -47,7 +47,7 @@ def test_train_writes_checkpoints_log_and_plots(shards, tmp_path):
                 "normalization", "args"):
         assert key in ckpt, key
     assert ckpt["step"] == 4 and ckpt["model_config"]["name"] == "rec-simple"
-    assert ckpt["manifest_id"] == "testmanifest0001"
+    assert ckpt["manifest_id"] == manifest_id_of(shards)
     assert ckpt["normalization"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert ckpt["args"]["iterations"] == 2 and "func" not in ckpt["args"]
     log = read_log(run)

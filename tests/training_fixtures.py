@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kbh.manifest import MANIFEST_FILE, build_manifest, with_shards, write_manifest
 from kbh.shards import ShardWriter
 
 
@@ -24,17 +25,29 @@ def synthetic_frame(rng: np.random.Generator, size=(32, 48)):
     return image, mask
 
 
-def make_shards(out: str | Path, counts=None, size=(32, 48), seed: int = 0, manifest_id: str = "testmanifest0001") -> Path:
-    """Write train/val/test shards of synthetic frames; persons differ per split like a person-disjoint split."""
+def make_shards(out: str | Path, counts=None, size=(32, 48), seed: int = 0) -> Path:
+    """A complete split folder (shards + manifest, as `kbh split` writes them) of synthetic train/val/test frames;
+    persons differ per split like a person-disjoint split. The manifest id is in `manifest_id_of(out)`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     counts = counts or {"train": 12, "val": 4, "test": 4}
     rng = np.random.default_rng(seed)
-    for split, n in counts.items():
-        with ShardWriter(out, split, size, n, manifest_id, "synthetic", max_bytes=size[0] * size[1] * 4 * 8) as wr:
-            for i in range(n):
+    frames = {split: [(f"{split}p{i % 2}", i) for i in range(n)] for split, n in counts.items()}
+    m = build_manifest(name="synthetic-test", unit="person", algorithm="test fixture", seed=seed, requested=None,
+                       image_size=size,
+                       splits={split: {"persons": {p for p, _ in fl}, "sequences": {f"{p}_s0" for p, _ in fl},
+                                       "frame_ids": [f"{p}_s0/{i:05d}" for p, i in fl]} for split, fl in frames.items()})
+    shards = {}
+    for split, fl in frames.items():
+        with ShardWriter(out, split, size, len(fl), m["manifest_id"], "synthetic",
+                         max_bytes=size[0] * size[1] * 4 * 8) as wr:
+            for person, i in fl:
                 image, mask = synthetic_frame(rng, size)
-                person = f"{split}p{i % 2}"
                 wr.add(image, mask, f"{person}_s0/{i:05d}", person, f"{person}_s0", i)
-    (out / "manifest.json").write_text(json.dumps({"manifest_id": manifest_id, "name": "synthetic-test"}))
+        shards[split] = wr.shards
+    write_manifest(out / MANIFEST_FILE, with_shards(m, shards))
     return out
+
+
+def manifest_id_of(folder: str | Path) -> str:
+    return json.loads((Path(folder) / MANIFEST_FILE).read_text())["manifest_id"]

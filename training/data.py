@@ -23,22 +23,23 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def open_split(data_dir: str | Path, split: str):
-    """ShardReader over `data_dir/{split}-*.h5`; KbhError if the folder or the split's shards are missing."""
-    from kbh.shards import ShardReader, list_shards
+    """ShardReader over one split of a shard folder that passes the at-open check (kbh.split_folder): its
+    manifest lists exactly the shards present, with matching ids, sizes and counts. KbhError otherwise."""
+    from kbh.shards import ShardReader
+    from kbh.split_folder import open_split_folder
 
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise KbhError(f"{data_dir}: no such shard folder (make one with `kbh split`)")
-    paths = list_shards(data_dir, split)
+    folder = open_split_folder(data_dir)
+    paths = folder.paths.get(split)
     if not paths:
-        raise KbhError(f"{data_dir}: no '{split}' shards ({split}-00000.h5 ...)")
+        raise KbhError(f"{data_dir}: the split has no '{split}' frames (splits: "
+                       f"{', '.join(k for k, v in folder.paths.items() if v) or 'none'})")
     return ShardReader(paths)
 
 
 def has_split(data_dir: str | Path, split: str) -> bool:
-    from kbh.shards import list_shards
+    from kbh.split_folder import open_split_folder
 
-    return bool(list_shards(Path(data_dir), split))
+    return bool(open_split_folder(data_dir).paths.get(split))
 
 
 def random_rotate_flip(image: np.ndarray, mask: np.ndarray, angle: float, flip: bool):
