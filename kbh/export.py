@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .atomic_folder import staged_folder
 from .errors import KbhError
 from .imageio import atomic_path, write_png
 from .workspace import LABELED_STATUSES, Workspace, safe_name
@@ -76,12 +77,15 @@ def export(ws: Workspace, out: Path, fmt: str, statuses=LABELED_STATUSES, images
         raise KbhError(f"{ws.root}: no frames with status {'/'.join(statuses)} to export")
     out = Path(out)
     if fmt == "png":
-        for f in tqdm(frames, desc="export", unit="frame", disable=not progress, file=sys.stderr):
-            base = f"{safe_name(f.person_id)}_{safe_name(f.sequence_id)}/{f.frame_index:05d}"
-            write_png(out / "masks" / f"{base}.png", ws.mask(f) * 255)
-            if images:
-                with atomic_path(out / "images" / f"{base}{Path(f.path).suffix}") as tmp:
-                    shutil.copyfile(ws.root / f.path, tmp)
+        if out.exists() and (not out.is_dir() or any(p.name not in ("masks", "images") for p in out.iterdir())):
+            raise KbhError(f"{out}: exists and is not an earlier PNG export (masks/, images/); choose another --out")
+        with staged_folder(out) as staging:  # the folder appears (or replaces an earlier export) only when complete
+            for f in tqdm(frames, desc="export", unit="frame", disable=not progress, file=sys.stderr):
+                base = f"{safe_name(f.person_id)}_{safe_name(f.sequence_id)}/{f.frame_index:05d}"
+                write_png(staging / "masks" / f"{base}.png", ws.mask(f) * 255)
+                if images:
+                    with atomic_path(staging / "images" / f"{base}{Path(f.path).suffix}") as tmp:
+                        shutil.copyfile(ws.root / f.path, tmp)
         return len(frames)
     if fmt != "coco":
         raise KbhError(f"unknown export format {fmt!r} (png or coco)")

@@ -1,10 +1,9 @@
 """A split folder's life: written whole or not at all, by one writer at a time, and checked at every open.
 
-Writing (`writing_split`): the shards and the manifest (last) go into a staging folder beside the target,
-`.NAME.staging-XXXX`, which is renamed into place only when complete. An existing split is swapped out in one
-atomic exchange (renameat2 RENAME_EXCHANGE; where the file system lacks it, two renames that the next writer
-undoes if it finds the target missing), so `--overwrite` keeps the old split whole until the new one is whole.
-A lock, `.NAME.lock` beside the target (flock: it dies with its process), turns a second writer away.
+Writing (`writing_split`): the shards and the manifest (last) go into a staging folder beside the target that
+becomes the target only when complete (kbh.atomic_folder), so `--overwrite` keeps the old split whole until
+the new one is whole. A lock, `.NAME.lock` beside the target (flock: it dies with its process), turns a second
+writer away; under it, the next writer removes what a killed one left.
 
 Opening (`open_split_folder`): train and eval read a folder only if its manifest is intact and lists exactly
 the shard files present, each with the manifest's id, split, size and frame count, its frame ids, and no HDF5
@@ -15,29 +14,18 @@ columns only: well under a second for KBH's 12.5k frames. `kbh verify` adds ever
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import fcntl
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic_folder import recover, staged_folder
 from .errors import KbhError
-from .imageio import DIR_MODE, write_error
+from .imageio import write_error
 
 
 def lock_path(target: Path) -> Path:
     return target.parent / f".{target.name}.lock"
-
-
-def _staging_prefix(target: Path) -> str:
-    return f".{target.name}.staging-"
-
-
-def _old_prefix(target: Path) -> str:
-    return f".{target.name}.old-"
 
 
 @contextlib.contextmanager
@@ -71,24 +59,6 @@ def _read_pid(fd: int) -> str:
     return ""
 
 
-def recover(target: Path) -> list[str]:
-    """Undo what a killed writer left (call under the lock): a split swapped out but not yet replaced comes back,
-    staging folders and swapped-out splits are removed. Returns what was done, for the report."""
-    done = []
-    parent = target.parent
-    if not parent.is_dir():
-        return done
-    olds = sorted(p for p in parent.iterdir() if p.name.startswith(_old_prefix(target)))
-    if not target.exists() and olds:
-        os.rename(olds[-1], target)  # the fallback publish died between its two renames
-        done.append(f"restored the previous split from {olds[-1].name}")
-        olds = olds[:-1]
-    for p in [*olds, *(p for p in parent.iterdir() if p.name.startswith(_staging_prefix(target)))]:
-        shutil.rmtree(p, ignore_errors=True)
-        done.append(f"removed {p.name}, left by an interrupted split")
-    return done
-
-
 def _check_target(target: Path, overwrite: bool) -> None:
     from .manifest import MANIFEST_FILE
     from .shards import SHARD_RE
@@ -115,62 +85,10 @@ def writing_split(target: str | Path, overwrite: bool = False):
     with split_lock(target):
         notes = recover(target)
         _check_target(target, overwrite)
-        try:
-            staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
-            os.chmod(staging, DIR_MODE)
-        except OSError as e:
-            raise (write_error(target.parent, e) or KbhError(f"{target.parent}: {e.strerror}")) from None
-        try:
+        with staged_folder(target) as staging:
             yield staging
-            _fsync_dir(staging)
-            _publish(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         for note in notes:
             print(f"kbh split: {note}")
-
-
-def _publish(staging: Path, target: Path) -> None:
-    """Put the complete `staging` folder at `target`, replacing what is there in one step where possible."""
-    if target.is_dir() and not any(target.iterdir()):
-        target.rmdir()
-    if not target.exists():
-        os.rename(staging, target)
-    elif _exchange(staging, target):
-        shutil.rmtree(staging, ignore_errors=True)  # now holds the old split
-    else:
-        old = Path(tempfile.mkdtemp(prefix=_old_prefix(target), dir=target.parent))
-        old.rmdir()
-        os.rename(target, old)
-        os.rename(staging, target)  # a kill between the two renames is undone by `recover`
-        shutil.rmtree(old, ignore_errors=True)
-    _fsync_dir(target.parent)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where it is not available."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # -- the check at every open -------------------------------------------------------------------------------
