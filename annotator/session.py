@@ -132,7 +132,9 @@ class FrameSession:
             mask = saved
         else:
             mask = initial if initial is not None else np.zeros(shape, np.uint8)
-        prior = prob if prob is not None else saved
+        # The engine starts from a pre-annotation (a prediction, an imported mask), never from the person's own
+        # earlier result: then a frame's mask stays a function of its strokes across sessions.
+        prior = prob if prob is not None else (saved if origin == "import" else None)
         return cls(frame.id, mask, list(strokes), frame.status, origin, prior, initial,
                    base_settled=use_saved or not strokes, **kw)
 
