@@ -29,7 +29,7 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--size", default=DEFAULT_SIZE, help="HEIGHTxWIDTH of the frames in the shards (default %(default)s)")
     p.add_argument("--name", help="dataset name in the manifest (default: the output folder's name)")
     p.add_argument("--compression", default=None, help="gzip[:LEVEL], lzf or none (default gzip:1)")
-    p.add_argument("--max-shard-gb", type=float, default=1.0,
+    p.add_argument("--max-shard-gb", type=float, default=0.25,
                    help="raw GiB per shard file; each is built in memory, compressed (default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing split in DIR")
     p.add_argument("--no-progress", action="store_true")

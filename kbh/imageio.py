@@ -74,12 +74,24 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
+        full = isinstance(e, (OSError, RuntimeError)) and disk_full(path.parent)  # before unlinking frees space
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         if isinstance(e, OSError) and (err := write_error(path, e)) is not None:
             raise err from None
+        if full:  # a library that reports the full disk its own way (torch.save: "unexpected pos")
+            raise KbhError(f"{path}: cannot write (No space left on device)") from None
         raise
+
+
+def disk_full(folder: str | os.PathLike, slack: int = 1 << 16) -> bool:
+    """True if the file system holding `folder` has (almost) no space left for this user."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < slack
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -12,7 +12,6 @@ frame count, written under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ SCHEMA_VERSION = 1
 # Chosen by benchmarks/bench_split.py (see benchmarks/RESULTS.md): on photographs gzip level 1 stores 44% of raw
 # (level 4: 42%, lzf: 57%) at less write cost than higher levels, and gzip is a standard HDF5 filter (lzf is h5py's).
 DEFAULT_COMPRESSION = ("gzip", 1)
-DEFAULT_MAX_BYTES = 1 << 30  # raw bytes per shard file before a new one starts (a file is built in memory)
+DEFAULT_MAX_BYTES = 256 << 20  # raw bytes per shard file; each is built in memory (~110 MiB on photographs)
 SHARD_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")  # any HDF5 file in a split folder must be a listed shard
 SHARD_RE = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<k>\d{5})\.h5$")
 _STR = h5py.string_dtype("utf-8")
@@ -103,7 +102,6 @@ class ShardWriter:
         self.shards: list[dict] = []
         self._written = 0
         self._file: h5py.File | None = None
-        self._buffer: io.BytesIO | None = None
         self._i = 0
         self._n = 0
 
@@ -121,8 +119,8 @@ class ShardWriter:
         self._n = min(self.per_file, self.total - self._written)
         self._path = self.out_dir / shard_name(self.split, k)
         h, w = self.size
-        self._buffer = io.BytesIO()
-        f = h5py.File(self._buffer, "w")
+        # HDF5's in-memory driver (plain C, no Python callbacks); the name only has to be unique in the process.
+        f = h5py.File(f"kbh-shard-{id(self)}-{k}", "w", driver="core", backing_store=False)
         n = self._n
         f.create_dataset("images", (n, h, w, 3), np.uint8, chunks=(1, h, w, 3), fletcher32=True, **self.kwargs)
         f.create_dataset("masks", (n, h, w), np.uint8, chunks=(1, h, w), fletcher32=True, **self.kwargs)
@@ -160,12 +158,14 @@ class ShardWriter:
     def _finish(self) -> None:
         for name, values in self._columns.items():
             self._file[name][:] = values
+        self._file.flush()
+        image = self._file.id.get_file_image()
         self._file.close()
         self._file = self._images = self._masks = None
         with atomic_path(self._path) as tmp:  # fsync + rename; a full or read-only disk is a KbhError here
             with open(tmp, "wb") as out:
-                out.write(self._buffer.getbuffer())
-        self._buffer = None
+                out.write(image)
+        del image
         self.shards.append({"file": self._path.name, "frames": self._n, "bytes": self._path.stat().st_size,
                             "sha256": sha256_file(self._path)})
 
@@ -173,7 +173,7 @@ class ShardWriter:
         if self._file is not None:
             with contextlib.suppress(Exception):
                 self._file.close()
-        self._file = self._images = self._masks = self._buffer = None
+        self._file = self._images = self._masks = None
 
     def close(self) -> list[dict]:
         if self._written != self.total:

@@ -134,7 +134,7 @@ def import_state(root: Path, old: int, added: int) -> tuple[str, int]:
 
 
 def run_import(kills: int, seed: int, work: Path) -> Tally:
-    tally, rng = Tally("kbh import (40 frames + masks)"), np.random.default_rng(seed)
+    tally, rng = Tally("`kbh import` (40 frames + masks)"), np.random.default_rng(seed)
     base, src = work / "import_base", work / "import_src"
     make_workspace(base, persons=2, frames=2)
     make_source(src, 40)

@@ -48,3 +48,19 @@ def test_corrupt_truncated_and_foreign_checkpoints(tmp_path, capsys):
         model_from_checkpoint(wrong)
     assert main(["predict", str(tmp_path), "--checkpoint", str(tmp_path / "text.pt")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_full_disk_is_one_line_naming_the_checkpoint(tmp_path):
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        model = build_model("unet-g")
+        with pytest.raises(KbhError, match=f"{disk}/best.pt: cannot write \\(No space left on device\\)"):
+            save_checkpoint(disk / "best.pt", {"model": model.state_dict(), "step": 1})
+        assert list(disk.iterdir()) == []  # no temporary file left
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

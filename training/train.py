@@ -32,6 +32,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from kbh.errors import KbhError
+from kbh.imageio import write_error
 
 from . import plots
 from .checkpoint import load_checkpoint, plain_args, save_checkpoint, state_dict_digest
@@ -87,8 +88,11 @@ def merge_resume_args(args, saved: dict):
 
 
 def append_log(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as e:
+        raise (write_error(path, e) or KbhError(f"{path}: cannot write ({e.strerror})")) from None
 
 
 def truncate_log(path: Path, step: int) -> None:
