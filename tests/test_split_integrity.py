@@ -36,7 +36,7 @@ def ws_path(tmp_path_factory):
 def good_split(tmp_path_factory, ws_path):
     out = tmp_path_factory.mktemp("split") / "out"
     with Workspace.open(ws_path, readonly=True) as ws:
-        split_workspace(ws, out, ratios=(0.4, 0.2, 0.4), seed=0, size=(8, 8), progress=False)
+        split_workspace(ws, out, ratios=(0.4, 0.2, 0.4), seed=0, size=(32, 32), progress=False)  # unet-g fits
     return out
 
 
@@ -244,13 +244,32 @@ def test_virtual_dataset_is_refused(split_copy, tmp_path):
 
 
 def test_train_and_eval_refuse_what_verify_refuses(split_copy, tmp_path, capsys):
+    train = ["train", "--model", "unet-g", "--steps", "1", "--batch", "2", "--workers", "0", "--eval-every", "1"]
+    assert run(capsys, *train, "--data", split_copy, "--out", tmp_path / "ok")[0] == 0  # a checkpoint for eval
     (split_copy / "test-00000.h5").unlink()
     rc, out, _ = run(capsys, "verify", split_copy)
     assert rc == 1 and "missing shard" in out
-    rc, _, err = run(capsys, "train", "--data", split_copy, "--out", tmp_path / "run", "--model", "unet-g",
-                     "--steps", "1", "--batch", "2", "--workers", "0")
-    assert rc == 2 and "refusing" in err and "missing shard" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = run(capsys, *train, "--data", split_copy, "--out", tmp_path / "run")
+    assert rc == 2 and "refusing" in err and "missing shard" in err and err.strip().splitlines()[-1].startswith("kbh")
     assert not (tmp_path / "run" / "last.pt").exists()
+    rc, _, err = run(capsys, "eval", "--checkpoint", tmp_path / "ok" / "last.pt", "--data", split_copy, "--split",
+                     "val")
+    assert rc == 2 and "refusing" in err and "missing shard" in err
+
+
+def test_a_corrupt_chunk_stops_training_with_file_and_frame(split_copy, tmp_path, capsys):
+    path = split_copy / "train-00000.h5"
+    with h5py.File(path, "r") as f:
+        offset = f["images"].id.get_chunk_info(0).byte_offset
+        frame = f["frame_id"].asstr()[0]
+    data = bytearray(path.read_bytes())
+    data[offset + 5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    rc, _, err = run(capsys, "train", "--model", "unet-g", "--steps", "3", "--batch", "6", "--workers", "1",
+                     "--data", split_copy, "--out", tmp_path / "run")
+    last = err.strip().splitlines()[-1]
+    assert rc == 2 and last.startswith("kbh: error: ") and f"train-00000.h5: frame {frame} (#0) cannot be read" in last
+    assert "Traceback" not in err
 
 
 def test_corrupt_chunk_names_file_and_frame(split_copy):
