@@ -3,8 +3,13 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-# Qt needs these shared libraries even offscreen; installed only when missing (needs root, as on CI).
-QT_LIBS := libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0
+# System packages, installed only when missing (needs root, as on CI): what Qt needs offscreen, what its xcb
+# platform needs on a real X display (`kbh annotate` on a desktop), and Xvfb + xdotool for the test that starts
+# the real app on an X display and draws with real mouse events.
+QT_LIBS := libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0 \
+           libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 \
+           libxcb-render-util0 libxcb-shape0 libxcb-xfixes0 libxcb-xinerama0 libxcb-xkb1 \
+           xvfb xdotool
 
 .PHONY: install demo test bench clean
 
