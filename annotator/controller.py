@@ -1,5 +1,10 @@
 """The annotation queue over a workspace, Qt-free: the frame list and its filters, navigation (next/previous
-unlabeled), the open frame's session, progress, propagation to the next frame, and saving."""
+unlabeled), the open frame's session, progress, propagation to the next frame, and saving.
+
+It holds the policies a window must not: after a change, whether the engine or the saver gets it; the one undo
+history (each frame's `FrameSession`); autosave and the time-spent flush; counting the saver's acknowledgements
+so that "all saved" means written; retrying a failed save. The window wires signals to these methods and paints.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +16,28 @@ import numpy as np
 from kbh.errors import KbhError
 from kbh.workspace import HUMAN_STATUSES, LABELED_STATUSES, STATUSES, Frame, Workspace
 
-from .session import PROPAGATED_MODEL, FrameSession
+from .session import PROPAGATED_MODEL, Change, FrameSession
 
 TODO_STATUSES = ("unlabeled", "prelabeled")  # what "next unlabeled" stops at
-MAX_SESSIONS = 32  # frames whose undo history stays in memory (least recently opened dropped first)
+MAX_SESSIONS = 32  # frames whose sessions stay in memory (least recently opened dropped first, saved)
+TIME_FLUSH_S = 10.0  # write the time spent on the open frame at least this often
 
 
 class Controller:
-    def __init__(self, ws: Workspace, annotator: str | None = None, clock=time.monotonic, writer=None):
+    def __init__(self, ws: Workspace, annotator: str | None = None, clock=time.monotonic, writer=None,
+                 engine=None):
+        """`writer`: None writes snapshots here and now, else a callable taking one (the GUI's saver thread);
+        `engine`: a callable (frame_id, generation, strokes, image, prior) that computes a mask elsewhere and
+        hands it to `take_result`, or None (plain tests call `take_result` themselves)."""
         self.ws = ws
-        self.writer = writer  # None: write snapshots here and now; else a callable taking one (the GUI's saver)
+        self.writer = writer
+        self.engine = engine
         self.annotator = annotator
         self.clock = clock
+        self.submitted = 0  # snapshots handed to the writer
+        self.acked = 0  # of those, written or failed (`acknowledge`)
+        self._last_time_flush = clock()
+        self._image: tuple[int, np.ndarray] | None = None  # the open frame's image, read once
         self.status_filter: str | None = None
         self.person_filter: str | None = None
         self.frames: list[Frame] = []  # the filtered list, in workspace order
@@ -109,6 +124,8 @@ class Controller:
         if self.current is not None and self.current.id != frame_id:
             self.leave()
         self.current = self.ws.frame(frame_id)
+        if self._image is not None and self._image[0] != frame_id:
+            self._image = None
         session = self._sessions.pop(frame_id, None)
         if session is None:
             session = FrameSession.load(self.ws, self.current, clock=self.clock)
@@ -147,6 +164,7 @@ class Controller:
         if job is None:
             return False
         if self.writer is not None:
+            self.submitted += 1
             self.writer(job)
             return True
         fid = job.pop("frame_id")
@@ -154,8 +172,86 @@ class Controller:
         self.refresh_frame(fid)
         return True
 
+    def acknowledge(self, frame_id: int, n: int, ok: bool = True) -> None:
+        """The writer wrote (or failed to write) `n` snapshots of `frame_id`. A failed one is retried: its
+        session is unsaved again, and the next `autosave` hands it over once more."""
+        self.acked += n
+        if ok:
+            self.refresh_frame(frame_id)
+            return
+        s = self._sessions.get(frame_id)
+        if s is not None:
+            s.dirty = True
+
+    def all_saved(self) -> bool:
+        """Every edit is in the workspace: no session unsettled or unsaved, every snapshot acknowledged."""
+        return (all(s.settled and not s.dirty for s in self._sessions.values())
+                and self.acked == self.submitted)
+
+    def autosave(self, now: float | None = None) -> int:
+        """Hand every settled, unsaved session to the writer; with them, the open frame's time spent at least
+        every TIME_FLUSH_S. Returns how many snapshots went."""
+        now = self.clock() if now is None else now
+        flush_time = now - self._last_time_flush >= TIME_FLUSH_S
+        if flush_time:
+            self._last_time_flush = now
+        current = self.session
+        return sum(self.save(s, force_time=flush_time and s is current) for s in list(self._sessions.values())
+                   if s.dirty or (flush_time and s is current))
+
+    def flush(self) -> int:
+        """Save everything now (leaving a frame, closing, Ctrl+S), the open frame's time included."""
+        current = self.session
+        return sum(self.save(s, force_time=s is current) for s in list(self._sessions.values()))
+
     def image(self, frame_id: int) -> np.ndarray:
-        return self.ws.image(frame_id)
+        if self._image is not None and self._image[0] == frame_id:
+            return self._image[1]
+        image = self.ws.image(frame_id)
+        if self.current is not None and frame_id == self.current.id:
+            self._image = (frame_id, image)
+        return image
+
+    # -- edits and the one history -------------------------------------------------------------------------
+    def edit(self, make_change) -> Change | None:
+        """Apply `make_change(session)` (e.g. `lambda s: s.add_stroke(stroke)`) to the open frame, then send the
+        new state to the engine or the saver. Returns the change, or None when nothing changed."""
+        s = self.session
+        if s is None:
+            return None
+        change = make_change(s)
+        if change is not None:
+            self.after_change(s)
+        return change
+
+    def undo(self):
+        return self.edit(lambda s: s.undo())
+
+    def redo(self):
+        return self.edit(lambda s: s.redo())
+
+    def after_change(self, session: FrameSession) -> str:
+        """A change moved `session`: its strokes need the engine's mask ("engine"), or it is settled and goes to
+        the saver ("save")."""
+        session.activity()
+        if session.needs_engine:
+            self.submit(session)
+            return "engine"
+        self.save(session)
+        return "save"
+
+    def submit(self, session: FrameSession) -> None:
+        if self.engine is not None:
+            self.engine(session.frame_id, session.generation, list(session.strokes), self.image(session.frame_id),
+                        session.prior)
+
+    def take_result(self, frame_id: int, generation: int, mask: np.ndarray) -> bool:
+        """The engine's mask for `generation` of a frame: applied and saved; False if stale or forgotten."""
+        session = self._sessions.get(frame_id)
+        if session is None or not session.apply_result(generation, mask):
+            return False
+        self.save(session)
+        return True
 
     # -- propagation -------------------------------------------------------------------------------------------
     def next_in_sequence(self, frame: Frame | None = None) -> Frame | None:
@@ -168,7 +264,8 @@ class Controller:
 
     def propagate(self) -> Frame:
         """Start the next frame of the sequence from the current frame's mask (stored as its prior under the
-        model name "propagated"; the frame becomes prelabeled). Refuses to touch a frame a person worked on."""
+        model name "propagated"; the frame becomes prelabeled). Refuses to touch a frame a person worked on.
+        The current frame's status does not change: marking it done is the person's call (D)."""
         s = self.session
         if s is None:
             raise KbhError("no frame open")

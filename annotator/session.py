@@ -158,6 +158,19 @@ class FrameSession:
         return bool(self._redo)
 
     @property
+    def undo_text(self) -> str | None:
+        """What undo would take back ("Foreground stroke", ...), or None."""
+        return self._undo[-1].text if self._undo else None
+
+    @property
+    def redo_text(self) -> str | None:
+        return self._redo[-1].text if self._redo else None
+
+    @property
+    def undo_count(self) -> int:
+        return len(self._undo)
+
+    @property
     def source(self) -> str:
         return self.origin or "grabcut"
 

@@ -1,7 +1,8 @@
 """The main window: frame list with filters and progress, the canvas, tools, menus with shortcuts, help.
 
-Thin over `Controller` (queue, saving) and `FrameSession` (one frame's state and undo history): every edit goes
-session -> QUndoStack (one per frame, in a QUndoGroup) -> canvas refresh -> engine job or autosave.
+Thin over `Controller` (queue, the one undo history, engine-versus-save, autosave, acknowledgements, retries) and
+`FrameSession` (one frame's state and undo history): every edit goes controller -> session -> engine job or
+saver, and the window repaints what changed.
 The Engine menu switches the interactive engine (GrabCut, or a trained model from a checkpoint) through
 `annotator.engines` (never `training` directly); the worker drops the old engines and the open frame's strokes
 are run again by the new one, as an undo step of their own.
@@ -9,12 +10,11 @@ are run again by the new one, as an undo step of their own.
 
 from __future__ import annotations
 
-import time
 
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoCommand, QUndoGroup, QUndoStack
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QComboBox, QDialog, QDialogButtonBox,
                                QDockWidget, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
                                QMainWindow, QMessageBox, QProgressBar, QSlider, QTableWidget, QTableWidgetItem,
@@ -35,27 +35,7 @@ immortalize_singletons()  # PySide6 6.12 on Python 3.11 leaks references to None
 
 ORGANIZATION, APPLICATION = "kbh", "annotator"
 AUTOSAVE_MS = 500  # safety net; edits are saved as soon as their mask is in
-TIME_FLUSH_S = 10.0  # write the time spent at least this often while a frame is open
 COLUMNS = ("Frame", "Status", "Person", "Sequence", "Strokes", "Time")
-
-
-class SessionCommand(QUndoCommand):
-    """A QUndoStack entry over one `Change` that the session has already applied when it is pushed."""
-
-    def __init__(self, window: "AnnotatorWindow", session: FrameSession, change):
-        super().__init__(change.text)
-        self.window, self.session, self._applied = window, session, True
-
-    def redo(self):
-        if self._applied:  # QUndoStack.push calls redo(); the session did it already
-            self._applied = False
-            return
-        self.session.redo()
-        self.window.after_change(self.session)
-
-    def undo(self):
-        self.session.undo()
-        self.window.after_change(self.session)
 
 
 class AnnotatorWindow(QMainWindow):
@@ -71,8 +51,6 @@ class AnnotatorWindow(QMainWindow):
         self.saver.saved.connect(self._on_saved)
         self.saver.failed.connect(self._on_save_failed)
         self.saver.start()
-        self._acked = 0  # snapshots the saver has acknowledged (written or failed)
-        self.controller = Controller(ws, annotator=annotator, writer=self.saver.submit)
         self.engine: EngineChoice = engine if engine is not None else choice_from_factory(engine_factory)
         self.engine_error: str | None = None  # the last engine switch that failed, as shown
         self.engine_error_box: QMessageBox | None = None
@@ -83,12 +61,9 @@ class AnnotatorWindow(QMainWindow):
         self.worker.busyChanged.connect(self._on_busy)
         self.worker.engineBuilt.connect(self._on_engine_built)
         self.worker.start()
-        self.undo_group = QUndoGroup(self)
-        self._stacks: dict[int, tuple[FrameSession, QUndoStack]] = {}
-        self._image = None
+        self.controller = Controller(ws, annotator=annotator, writer=self.saver.submit, engine=self.worker.submit)
         self._shown_mask = None  # (frame id, session id, mask version) on the canvas
         self._closed = False
-        self._last_time_flush = time.monotonic()
 
         self.canvas = Canvas(self)
         self.setCentralWidget(self.canvas)
@@ -104,7 +79,7 @@ class AnnotatorWindow(QMainWindow):
 
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setInterval(AUTOSAVE_MS)
-        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.timeout.connect(self.controller.autosave)
         self.autosave_timer.start()
         first = self.controller.next_todo() or (self.controller.frames[0] if self.controller.frames else None)
         if first is not None:
@@ -165,19 +140,13 @@ class AnnotatorWindow(QMainWindow):
         self.shortcut_actions: list[QAction] = []
         mb = self.menuBar()
         m = mb.addMenu("&File")
-        self.act_save = self._action(m, "Save now", "Ctrl+S", self.flush)
+        self.act_save = self._action(m, "Save now", "Ctrl+S", self.controller.flush)
         m.addSeparator()
         self._action(m, "Quit", "Ctrl+Q", self.close)
 
         m = mb.addMenu("&Edit")
-        self.act_undo = self.undo_group.createUndoAction(self, "Undo")
-        self.act_undo.setShortcuts([QKeySequence("Ctrl+Z")])
-        self.act_redo = self.undo_group.createRedoAction(self, "Redo")
-        self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
-        for act in (self.act_undo, self.act_redo):
-            m.addAction(act)
-            self.addAction(act)
-            self.shortcut_actions.append(act)
+        self.act_undo = self._action(m, "Undo", "Ctrl+Z", self.undo)
+        self.act_redo = self._action(m, "Redo", ["Ctrl+Shift+Z", "Ctrl+Y"], self.redo)
         m.addSeparator()
         self.act_reset = self._action(m, "Reset frame (drop all strokes)", "Ctrl+Backspace", self.reset_frame)
 
@@ -372,33 +341,18 @@ class AnnotatorWindow(QMainWindow):
         session = self.controller.open(frame_id)
         if previous is not None and previous.id != frame_id:
             self._update_row(previous.id)
-        entry = self._stacks.get(frame_id)
-        if entry is None or entry[0] is not session:  # a new session (first visit, or reloaded): new history
-            if entry is not None:
-                self.undo_group.removeStack(entry[1])
-            stack = QUndoStack(self.undo_group)
-            self._stacks[frame_id] = (session, stack)
-        self.undo_group.setActiveStack(self._stacks[frame_id][1])
-        self._forget_dropped_stacks()
-        self._image = self.controller.image(frame_id)
-        self.canvas.set_image(self._image)
+        self.canvas.set_image(self.controller.image(frame_id))
         self.refresh_canvas(session, force=True)
         if session.needs_engine:
-            self.submit(session)
+            self.controller.submit(session)
         self._select_current_row()
         self._update_frame_label()
+        self._update_undo_actions()
         return session
-
-    def _forget_dropped_stacks(self):
-        for fid in [fid for fid, (s, _) in self._stacks.items() if self.controller.cached_session(fid) is not s]:
-            self.undo_group.removeStack(self._stacks.pop(fid)[1])
 
     @property
     def session(self) -> FrameSession | None:
         return self.controller.session
-
-    def undo_stack(self) -> QUndoStack | None:
-        return self.undo_group.activeStack()
 
     def set_follow_queue(self, on: bool):
         self.controller.follow_queue = bool(on)
@@ -417,60 +371,60 @@ class AnnotatorWindow(QMainWindow):
             self.open_frame(f.id)
 
     # -- edits -------------------------------------------------------------------------------------------------
-    def push(self, session: FrameSession, change) -> None:
-        if change is None:
-            return
-        stack = self._stacks[session.frame_id][1]
-        stack.push(SessionCommand(self, session, change))
-        self.after_change(session)
+    def edit(self, make_change):
+        """Apply a change to the open frame through the controller, then repaint what it moved."""
+        change = self.controller.edit(make_change)
+        if change is not None:
+            self.show_change(self.session)
+        return change
+
+    def undo(self):
+        return self.edit(lambda s: s.undo())
+
+    def redo(self):
+        return self.edit(lambda s: s.redo())
 
     def on_stroke(self, stroke):
-        s = self.session
-        if s is not None:
-            self.push(s, s.add_stroke(stroke))
+        self.edit(lambda s: s.add_stroke(stroke))
 
     def on_erase(self, points, radius):
-        s = self.session
-        if s is not None:
-            self.push(s, s.erase(points, radius))
+        self.edit(lambda s: s.erase(points, radius))
 
     def reset_frame(self):
-        s = self.session
-        if s is not None:
-            self.push(s, s.reset())
+        self.edit(lambda s: s.reset())
 
     def mark(self, status: str):
-        s = self.session
-        if s is not None:
-            self.push(s, s.set_status(status))
+        self.edit(lambda s: s.set_status(status))
 
     def propagate(self):
-        s = self.session
-        if s is None:
+        """Start the next frame of the sequence from this frame's mask. This frame's status stays as it is."""
+        if self.session is None:
             return
-        if s.status not in ("done", "reviewed"):
-            self.push(s, s.set_status("done"))  # propagating says this frame is finished
-        self.saver.wait_idle()
         try:
             nxt = self.controller.propagate()
         except KbhError as e:
             self.statusBar().showMessage(str(e), 6000)
             return
         self.worker.forget(nxt.id)
+        self._update_row(nxt.id)
+        self.update_progress()
         self.open_frame(nxt.id)
         self.statusBar().showMessage(f"started {nxt.key} from the mask of the previous frame", 4000)
 
-    def after_change(self, session: FrameSession) -> None:
-        """Show the session's new state, then compute its mask or save it."""
-        session.activity()
+    def show_change(self, session: FrameSession) -> None:
+        """Repaint after a change of `session` (the controller already sent it to the engine or the saver)."""
         if self.controller.current is not None and session.frame_id == self.controller.current.id:
             self.refresh_canvas(session)
             self._update_frame_label()
-        if session.needs_engine:
-            self.submit(session)
-        else:
-            self.save(session)
+            self._update_undo_actions()
         self._update_row(session.frame_id)
+
+    def _update_undo_actions(self):
+        s = self.session
+        for act, word, text in ((self.act_undo, "Undo", s.undo_text if s else None),
+                                (self.act_redo, "Redo", s.redo_text if s else None)):
+            act.setEnabled(text is not None)
+            act.setText(f"{word} {text}" if text else word)
 
     def refresh_canvas(self, session: FrameSession, force: bool = False):
         shown = (session.frame_id, id(session), session.mask_version)
@@ -479,18 +433,11 @@ class AnnotatorWindow(QMainWindow):
             self._shown_mask = shown
         self.canvas.set_strokes(session.strokes)
 
-    def submit(self, session: FrameSession):
-        image = self._image if session.frame_id == self.controller.current.id else self.controller.image(
-            session.frame_id)
-        self.worker.submit(session.frame_id, session.generation, session.strokes, image, session.prior)
-
     def on_result(self, frame_id: int, generation: int, mask) -> None:
-        session = self.controller.cached_session(frame_id)
-        if session is None or not session.apply_result(generation, mask):
+        if not self.controller.take_result(frame_id, generation, mask):
             return  # stale: a newer stroke list is on its way
         if self.controller.current is not None and frame_id == self.controller.current.id:
-            self.refresh_canvas(session)
-        self.save(session)
+            self.refresh_canvas(self.controller.cached_session(frame_id))
 
     def on_failed(self, frame_id: int, generation: int, message: str) -> None:
         self.statusBar().showMessage(f"{self.engine.label} failed on frame {frame_id}: {message}", 10000)
@@ -523,9 +470,7 @@ class AnnotatorWindow(QMainWindow):
             self.settings.setValue("engine/checkpoint", choice.checkpoint)
         self._check_engine_action()
         self._update_engine_label()
-        s = self.session
-        if s is not None:
-            self.push(s, s.rerun(f"Run strokes with {choice.label}"))
+        self.edit(lambda s: s.rerun(f"Run strokes with {choice.label}"))
         self.statusBar().showMessage(f"engine: {choice.label}", 4000)
 
     def use_grabcut(self):
@@ -584,53 +529,30 @@ class AnnotatorWindow(QMainWindow):
             s.activity()
 
     # -- saving ------------------------------------------------------------------------------------------------
-    def save(self, session: FrameSession, force_time: bool = False) -> None:
-        """Queue the session's unsaved state for the saver thread (no-op when there is none)."""
-        self.controller.save(session, force_time=force_time)
-
     def all_saved(self) -> bool:
         """Every edit so far is in the workspace: nothing unsettled or unsaved, nothing queued."""
-        sessions = [self.controller.cached_session(fid) for fid in self._stacks]
-        return (all(s is None or (s.settled and not s.dirty) for s in sessions)
-                and self._acked == self.saver.submitted and self.saver.is_idle())
+        return self.controller.all_saved() and self.saver.is_idle()
+
+    def flush(self):
+        self.controller.flush()
 
     def _on_saved(self, frame_id: int, n: int):
-        self._acked += n
         if self._closed:
+            self.controller.acked += n
             return  # a write acknowledged after the window closed: nothing left to show
-        self.controller.refresh_frame(frame_id)
+        self.controller.acknowledge(frame_id, n, ok=True)
         self._update_row(frame_id)
         self.update_progress()
         self._update_frame_label()
 
     def _on_save_failed(self, frame_id: int, n: int, message: str):
-        self._acked += n
-        s = self.controller.cached_session(frame_id)
-        if s is not None:
-            s.dirty = True  # retried by the autosave timer
+        self.controller.acknowledge(frame_id, n, ok=False)  # retried by the autosave timer
         self.statusBar().showMessage(f"could not save frame {frame_id}: {message}", 10000)
-
-    def autosave(self):
-        """Timer: anything settled and unsaved goes to the workspace; the time spent every few seconds."""
-        now = time.monotonic()
-        flush_time = now - self._last_time_flush >= TIME_FLUSH_S
-        if flush_time:
-            self._last_time_flush = now
-        for fid in list(self._stacks):
-            s = self.controller.cached_session(fid)
-            if s is not None and (s.dirty or (flush_time and s is self.session)):
-                self.save(s, force_time=flush_time and s is self.session)
-
-    def flush(self):
-        for fid in list(self._stacks):
-            s = self.controller.cached_session(fid)
-            if s is not None:
-                self.save(s, force_time=s is self.session)
 
     def closeEvent(self, event):
         self.autosave_timer.stop()
         self.controller.leave()
-        self.flush()
+        self.controller.flush()
         self.save_settings()
         self.worker.stop()
         self.saver.stop(drain=True)

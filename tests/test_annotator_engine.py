@@ -194,7 +194,7 @@ def test_engine_menu_switches_to_the_model_and_reruns_the_open_frame(qtbot, wind
     assert np.array_equal(win.ws.mask(s.frame_id), expected)  # and saved
     qtbot.waitUntil(lambda: win.engine_label.text() == f"Engine: {MODEL_LABEL}")  # the engine's own label
     assert win.settings.value("engine/checkpoint") == str(good)
-    assert win.undo_stack().undoText().startswith("Run strokes with")
+    assert win.session.undo_text.startswith("Run strokes with")
     # the next stroke goes to the model too; undo across the switch shows GrabCut's mask again
     draw(qtbot, win, [(60, 10), (70, 10)], button=Qt.MouseButton.RightButton)
     settle(qtbot, win)
@@ -211,7 +211,7 @@ def test_engine_menu_switches_to_the_model_and_reruns_the_open_frame(qtbot, wind
     assert win.engine_label.text() == "Engine: GrabCut" and win.act_engine_grabcut.isChecked()
     assert fake_registry[-1] == ("grabcut", None)
     settle(qtbot, win)
-    assert s.settled and win.undo_stack().undoText() == "Run strokes with GrabCut"
+    assert s.settled and win.session.undo_text == "Run strokes with GrabCut"
     assert s.mask[rasterize(s.strokes[0], s.mask.shape)].all()  # a hard label, whichever engine
 
 
@@ -221,7 +221,7 @@ def test_a_failing_model_keeps_the_old_engine_and_says_why(qtbot, window, fake_r
     s = win.session
     draw(qtbot, win, [(30, 28), (40, 30)])
     settle(qtbot, win)
-    mask, n_undo, factory = s.mask.copy(), win.undo_stack().count(), win.worker.engine_factory
+    mask, n_undo, factory = s.mask.copy(), win.session.undo_count, win.worker.engine_factory
     epoch = win.worker.epoch
     for path, words in ((bad, "not a kbh checkpoint"), (tmp_path / "missing.pt", "no such checkpoint")):
         win.choose_checkpoint = lambda p=path: str(p)
@@ -234,7 +234,7 @@ def test_a_failing_model_keeps_the_old_engine_and_says_why(qtbot, window, fake_r
         assert win.engine_error_box.isVisible() and words in win.engine_error_box.text()
         win.engine_error_box.close()
     assert win.worker.engine_factory is factory and win.worker.epoch == epoch  # the worker never switched
-    assert win.undo_stack().count() == n_undo and np.array_equal(s.mask, mask) and s.settled
+    assert win.session.undo_count == n_undo and np.array_equal(s.mask, mask) and s.settled
     assert win.settings.value("engine/checkpoint") is None  # only a checkpoint that loaded is remembered
     # a cancelled file dialog changes nothing either
     win.choose_checkpoint = lambda: None

@@ -82,8 +82,7 @@ def test_draw_undo_redo_switch_frames(qtbot, open_window, ws_path):
     assert [st.label for st in s.strokes] == [1, 0, 1]
     after_all = s.mask.copy()
     assert not np.array_equal(after_all, after_fg)
-    stack = win.undo_stack()
-    assert stack.count() == 3 and "stroke" in stack.undoText().lower()
+    assert s.undo_count == 3 and "stroke" in s.undo_text.lower() and "stroke" in win.act_undo.text().lower()
     win.act_undo.trigger()
     win.act_undo.trigger()
     wait_saved(qtbot, win)
@@ -96,11 +95,11 @@ def test_draw_undo_redo_switch_frames(qtbot, open_window, ws_path):
     # switch to another frame and back: each frame keeps its own history
     win.go_todo(1)
     other = win.session
-    assert other.frame_id != fid and win.undo_stack().count() == 0 and not other.strokes
+    assert other.frame_id != fid and win.session.undo_count == 0 and not other.strokes
     draw(qtbot, win, [(40, 30), (41, 31)])
     wait_saved(qtbot, win)
     win.go_neighbour(-1)
-    assert win.session is s and win.undo_stack().count() == 3 and win.undo_stack().canUndo()
+    assert win.session is s and win.session.undo_count == 3 and win.session.can_undo()
     assert len(win.canvas._strokes_items) == 3
 
 
@@ -232,9 +231,14 @@ def test_propagate_to_next_frame(qtbot, open_window, ws_path):
     wait_saved(qtbot, win)
     win.act_propagate.trigger()
     nxt = win.session
-    assert nxt.frame_id != first.frame_id and first.status == "done"
+    # the source frame keeps its status (done is the person's call) and its undo history has no "Mark done"
+    assert nxt.frame_id != first.frame_id and first.status == "in_progress" and first.undo_text != "Mark done"
     assert nxt.origin == "propagated" and np.array_equal(nxt.mask, first.mask)
     assert win.ws.frame(nxt.frame_id).status == "prelabeled"
+    # the list follows at once: no navigation needed to see the new status
+    row = win.controller.row_of(nxt.frame_id)
+    assert win.table.item(row, COLUMNS.index("Status")).text() == "prelabeled"
+    assert win.table.item(win.controller.row_of(first.frame_id), COLUMNS.index("Status")).text() == "in progress"
     draw(qtbot, win, [(10, 50)], button=Qt.MouseButton.RightButton)
     wait_saved(qtbot, win)
     f = win.ws.frame(nxt.frame_id)
