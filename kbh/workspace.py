@@ -36,7 +36,7 @@ DB_NAME = "kbh.sqlite"
 LOCK_NAME = ".kbh.lock"  # writers hold a shared flock on it; the orphan sweep needs it exclusively
 FILE_FOLDERS = ("frames", "masks", "predictions")  # every file in these is named by a row, or is an orphan
 BUSY_TIMEOUT_S = 30
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: annotations.note, history (issue 10); version 1 workspaces are upgraded when opened
 STATUSES = ("unlabeled", "prelabeled", "in_progress", "done", "reviewed")
 HUMAN_STATUSES = ("in_progress", "done", "reviewed")  # a person has worked on the frame: never overwrite
 LABELED_STATUSES = ("done", "reviewed")  # eligible for shards
@@ -45,6 +45,13 @@ SOURCES = ("grabcut", "import", "model", "propagated")
 SEQUENCE_ATTRIBUTES = ("desk", "desk_position", "keyboard", "lighting", "objects_on_desk")
 PERSON_ATTRIBUTES = ("bracelet", "watch", "skin_tone", "tattoo", "nail_polish", "rings")
 
+# Each frame's undo history (annotator.history), written with the frame's annotation in one transaction.
+_HISTORY_TABLE = """
+CREATE TABLE IF NOT EXISTS history (
+    frame_id INTEGER PRIMARY KEY REFERENCES frames(id) ON DELETE CASCADE,
+    data BLOB NOT NULL
+);
+"""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS persons (
@@ -75,7 +82,8 @@ CREATE TABLE IF NOT EXISTS annotations (
     annotator TEXT,
     seconds REAL NOT NULL DEFAULT 0,
     strokes INTEGER NOT NULL DEFAULT 0,
-    updated REAL
+    updated REAL,
+    note TEXT
 );
 CREATE TABLE IF NOT EXISTS strokes (
     id INTEGER PRIMARY KEY,
@@ -94,7 +102,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     created REAL NOT NULL,
     PRIMARY KEY (frame_id, model)
 );
-"""
+""" + _HISTORY_TABLE
 
 
 @dataclass(frozen=True)
@@ -276,6 +284,8 @@ class Workspace:
             _unlock(lock_fd)
             raise KbhError(f"{db}: unsupported schema version {version and version[0]}")
         ws = cls(root, conn, readonly, lock_fd)
+        if not readonly and int(version[0]) < SCHEMA_VERSION:
+            ws._upgrade(int(version[0]))
         if exclusive:
             ws.swept = ws.sweep_orphans()
             fcntl.flock(lock_fd, fcntl.LOCK_SH)  # downgrade: other writers may open it now
@@ -311,6 +321,24 @@ class Workspace:
         self.conn.close()
         _unlock(self._lock_fd)
         self._lock_fd = None
+
+    def _upgrade(self, version: int) -> None:
+        """Bring an older workspace to SCHEMA_VERSION in one transaction (new tables and columns only)."""
+        with self.transaction() as c:
+            c.execute(_HISTORY_TABLE)
+            columns = {r[1] for r in c.execute("PRAGMA table_info(annotations)")}
+            if "note" not in columns:
+                c.execute("ALTER TABLE annotations ADD COLUMN note TEXT")
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    # -- settings that travel with the workspace (the annotator's place, brush size) ---------------------------
+    def setting(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (f"setting.{key}",)).fetchone()
+        return row[0] if row else default
+
+    def set_setting(self, key: str, value) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"setting.{key}", str(value)))
 
     def sweep_orphans(self) -> tuple[int, int]:
         """Remove the files under frames/, masks/ and predictions/ that no row names (a killed import's frames,
@@ -467,9 +495,10 @@ class Workspace:
 
     def save_annotation(self, frame_id: int, *, mask: np.ndarray | None = None, strokes: list[Stroke] | None = None,
                         status: str | None = None, source: str | None = None, annotator: str | None = None,
-                        add_seconds: float = 0.0) -> None:
+                        add_seconds: float = 0.0, history: bytes | None = None, note: str | None = None) -> None:
         """Store a frame's work in one transaction. `strokes` replaces the frame's stroke list; `mask` (H, W)
-        {0,1} or bool replaces its mask file; fields left None keep their value; `add_seconds` accumulates."""
+        {0,1} or bool replaces its mask file; `history` its undo history (annotator.history); `note` its review
+        note ("" clears it); fields left None keep their value; `add_seconds` accumulates."""
         frame = self.frame(frame_id)
         if status is not None:
             _check_status(status)
@@ -492,7 +521,7 @@ class Workspace:
         with self.transaction() as c:
             sets, args = ["updated = ?", "seconds = seconds + ?"], [time.time(), float(add_seconds)]
             for col, val in (("status", status), ("source", source), ("annotator", annotator),
-                             ("mask_path", mask_rel)):
+                             ("mask_path", mask_rel), ("note", None if note is None else (note or None))):
                 if val is not None:
                     sets.append(f"{col} = ?")
                     args.append(val)
@@ -505,9 +534,29 @@ class Workspace:
                 )
                 sets.append("strokes = ?")
                 args.append(len(strokes))
+            if note == "":
+                sets.append("note = NULL")
+            if history is not None:
+                c.execute("INSERT OR REPLACE INTO history (frame_id, data) VALUES (?, ?)", (frame.id, history))
             c.execute(f"UPDATE annotations SET {', '.join(sets)} WHERE frame_id = ?", (*args, frame.id))
         if old_rel and mask_rel and old_rel != mask_rel and not joined:
             self._remove_file(old_rel)
+
+    def history(self, frame_id: int) -> bytes | None:
+        """The frame's stored undo history, or None (none yet, or a version-1 workspace opened read-only)."""
+        try:
+            row = self.conn.execute("SELECT data FROM history WHERE frame_id = ?", (int(frame_id),)).fetchone()
+        except KbhError:
+            return None
+        return bytes(row[0]) if row else None
+
+    def note(self, frame_id: int) -> str | None:
+        """The review note stored with the frame (why it was sent back), or None."""
+        try:
+            row = self.conn.execute("SELECT note FROM annotations WHERE frame_id = ?", (int(frame_id),)).fetchone()
+        except KbhError:
+            return None
+        return row[0] if row else None
 
     def mask_file(self, frame_id: int) -> str | None:
         """The frame's mask file, relative to the root, or None."""
