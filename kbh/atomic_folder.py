@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
 import shutil
 import tempfile
@@ -18,6 +19,48 @@ from pathlib import Path
 
 from .errors import KbhError
 from .imageio import DIR_MODE, write_error
+
+
+def lock_path(target: Path) -> Path:
+    return target.parent / f".{target.name}.lock"
+
+
+@contextlib.contextmanager
+def writer_lock(target: str | Path, command: str = "kbh"):
+    """Hold the target's writer lock (`.NAME.lock` beside it, an flock that dies with its process), or fail at
+    once with a one-line error if another process holds it."""
+    target = resolved(target)
+    path = lock_path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise (write_error(path, e) or KbhError(f"{path}: cannot open the split lock ({e.strerror})")) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            raise KbhError(f"{target}: another {command} is writing this folder{holder} (lock {path.name}); "
+                           f"wait for it to finish") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def _read_pid(fd: int) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(os.pread(fd, 32, 0).decode().strip())
+        return f" (process {pid})"
+    return ""
+
+
+def resolved(target: str | Path) -> Path:
+    """The folder a path names: a symbolic link is followed, so its target is what gets replaced."""
+    target = Path(target)
+    return Path(os.path.realpath(target)) if target.is_symlink() else target
 
 
 def _staging_prefix(target: Path) -> str:
@@ -49,7 +92,7 @@ def recover(target: Path) -> list[str]:
 @contextlib.contextmanager
 def staged_folder(target: str | Path):
     """Yield a staging folder; on success it becomes `target` (replacing what is there), else it is removed."""
-    target = Path(target)
+    target = resolved(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))

@@ -143,7 +143,7 @@ def split_workspace(ws, out_dir: str | Path, *, ratios: tuple[float, ...] | None
     owner: dict[str, str] = {}
     for n, e in splits.items():
         for p in e["persons"]:
-            if owner.setdefault(p, n) != n and unit == "person":
+            if owner.setdefault(p, n) != n:  # whatever the unit or the manifest says
                 raise KbhError(f"person {p!r} would be in {owner[p]} and {n}: refusing (splits are person-disjoint)")
     comp = sh.parse_compression(compression) if isinstance(compression, str) else (compression or sh.DEFAULT_COMPRESSION)
     m = mf.build_manifest(

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .atomic_folder import staged_folder
+from .atomic_folder import recover, staged_folder, writer_lock
 from .errors import KbhError
 from .imageio import atomic_path, write_png
 from .workspace import LABELED_STATUSES, Workspace, safe_name
@@ -70,8 +70,6 @@ def rle_decode(rle: dict) -> np.ndarray:
 
 def export(ws: Workspace, out: Path, fmt: str, statuses=LABELED_STATUSES, images: bool = False,
            progress: bool = True) -> int:
-    from tqdm import tqdm
-
     frames = [f for f in ws.frames(status=list(statuses))]
     if not frames:
         raise KbhError(f"{ws.root}: no frames with status {'/'.join(statuses)} to export")
@@ -79,16 +77,35 @@ def export(ws: Workspace, out: Path, fmt: str, statuses=LABELED_STATUSES, images
     if fmt == "png":
         if out.exists() and (not out.is_dir() or any(p.name not in ("masks", "images") for p in out.iterdir())):
             raise KbhError(f"{out}: exists and is not an earlier PNG export (masks/, images/); choose another --out")
-        with staged_folder(out) as staging:  # the folder appears (or replaces an earlier export) only when complete
-            for f in tqdm(frames, desc="export", unit="frame", disable=not progress, file=sys.stderr):
-                base = f"{safe_name(f.person_id)}_{safe_name(f.sequence_id)}/{f.frame_index:05d}"
-                write_png(staging / "masks" / f"{base}.png", ws.mask(f) * 255)
-                if images:
-                    with atomic_path(staging / "images" / f"{base}{Path(f.path).suffix}") as tmp:
-                        shutil.copyfile(ws.root / f.path, tmp)
+        with writer_lock(out, "kbh export"):
+            recover(out)  # staging folders of a killed export
+            with staged_folder(out) as staging:  # the folder appears (or replaces an earlier export) when complete
+                _png_files(ws, frames, staging, images, progress)
         return len(frames)
     if fmt != "coco":
         raise KbhError(f"unknown export format {fmt!r} (png or coco)")
+    _coco_file(ws, frames, out, progress)
+    return len(frames)
+
+
+def _png_files(ws: Workspace, frames, folder: Path, images: bool, progress: bool) -> None:
+    from tqdm import tqdm
+
+    used: set[str] = set()
+    for f in tqdm(frames, desc="export", unit="frame", disable=not progress, file=sys.stderr):
+        base = f"{safe_name(f.person_id)}_{safe_name(f.sequence_id)}/{f.frame_index:05d}"
+        if base in used:  # ids that differ only in characters a file name cannot hold ("x y", "x/y")
+            base = f"{base}__{f.id}"
+        used.add(base)
+        write_png(folder / "masks" / f"{base}.png", ws.mask(f) * 255)
+        if images:
+            with atomic_path(folder / "images" / f"{base}{Path(f.path).suffix}") as tmp:
+                shutil.copyfile(ws.root / f.path, tmp)
+
+
+def _coco_file(ws: Workspace, frames, out: Path, progress: bool) -> None:
+    from tqdm import tqdm
+
     doc = {
         "info": {"description": f"kbh export of {ws.root}", "version": __version__,
                  "date_created": time.strftime("%Y-%m-%dT%H:%M:%S")},
@@ -108,4 +125,3 @@ def export(ws: Workspace, out: Path, fmt: str, statuses=LABELED_STATUSES, images
     target = out if out.suffix == ".json" else out / "annotations.json"
     with atomic_path(target) as tmp:
         tmp.write_text(json.dumps(doc))
-    return len(frames)

@@ -129,13 +129,21 @@ def header_size(source, name: str) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = None  # our limit (check_pixels) replaces Pillow's, which refuses without the size
-    if isinstance(source, (bytes, bytearray, memoryview)) and len(source) == 0:
+    is_bytes = isinstance(source, (bytes, bytearray, memoryview))
+    if (len(source) if is_bytes else _size(source)) == 0:
         raise KbhError(f"{name}: empty file (0 bytes)")
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source) as im:
             return im.size
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
         raise KbhError(f"{name}: not a readable image ({e.__class__.__name__})") from None
+
+
+def _size(path) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
 
 
 def check_pixels(width: int, height: int, name: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
@@ -148,7 +156,9 @@ def decode_image(data: bytes, name: str, max_pixels: int | None = DEFAULT_MAX_PI
     """Decode encoded image bytes to RGB uint8 (H, W, 3); KbhError naming `name` if empty, unreadable or, by
     its header (read before any pixel is decoded), larger than `max_pixels`."""
     check_pixels(*header_size(data, name), name, max_pixels)
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    # The stored pixel grid, as the header gives it: OpenCV would apply a JPEG's EXIF rotation, which the mask
+    # file (and the header size) do not have.
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if arr is None or arr.size == 0:
         raise KbhError(f"{name}: not a readable image (corrupt or unsupported format)")
     return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)

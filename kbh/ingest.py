@@ -91,7 +91,7 @@ def items_from_folder(images: Path, masks: Path | None = None, person: str | Non
                       sequence: str | None = None, person_regex: str | None = None,
                       sequence_regex: str | None = None, index_regex: str | None = None,
                       person_attrs: dict | None = None, sequence_attrs: dict | None = None) -> list[ImportItem]:
-    """A folder of images (searched recursively), masks matched by file stem in a parallel folder.
+    """A folder of images (searched recursively), masks matched by relative path in a parallel folder.
 
     Ids come from options, else from regular expressions over the path relative to `images` (group 1, or the
     whole match), else person = the folder's name and sequence = the person.
@@ -104,11 +104,18 @@ def items_from_folder(images: Path, masks: Path | None = None, person: str | Non
     files = sorted(p for p in images.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise KbhError(f"{images}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-    mask_by_stem = {}
+    # Masks pair with images by their path below the folder, without the extension (p01/001.jpg <->
+    # p01/001.png); a mask tree that is flat where the images are not pairs by file stem, if that is unique.
+    mask_by_rel: dict[str, Path] = {}
+    stems: dict[str, list[Path]] = {}
     if masks is not None:
         for p in sorted(Path(masks).rglob("*")):
             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
-                mask_by_stem.setdefault(p.stem, p)
+                rel = p.relative_to(masks).with_suffix("").as_posix()
+                if rel in mask_by_rel:
+                    raise KbhError(f"{p}: two masks for {rel!r} ({mask_by_rel[rel].name} and {p.name})")
+                mask_by_rel[rel] = p
+                stems.setdefault(p.stem, []).append(p)
     pr, sr, ir = (_compile(person_regex, "person"), _compile(sequence_regex, "sequence"),
                   _compile(index_regex, "index"))
     items = []
@@ -119,9 +126,15 @@ def items_from_folder(images: Path, masks: Path | None = None, person: str | Non
         idx = _match(ir, rel, "index", str(f))
         if idx is not None and not idx.isdigit():
             raise KbhError(f"{f}: --index-regex matched {idx!r}, not a number")
-        m = mask_by_stem.get(f.stem)
+        m = mask_by_rel.get(rel)
         if masks is not None and m is None:
-            raise KbhError(f"{f}: no mask with stem {f.stem!r} in {masks}")
+            same_stem = stems.get(f.stem, [])
+            if len(same_stem) > 1:
+                raise KbhError(f"{f}: no mask at {rel!r} in {masks}, and {len(same_stem)} masks named {f.stem!r} "
+                               f"elsewhere; lay the masks out like the images")
+            m = same_stem[0] if same_stem else None
+            if m is None:
+                raise KbhError(f"{f}: no mask {rel!r} (any image extension) in {masks}")
         items.append(ImportItem(f, pid, sid, int(idx) if idx is not None else None, m,
                                 dict(person_attrs or {}), dict(sequence_attrs or {}), name=str(f)))
     return items

@@ -109,12 +109,36 @@ def read_manifest(path: str | Path) -> dict:
         raise KbhError(f"{path}: not a readable manifest ({e.__class__.__name__}: {e})") from None
     if not isinstance(m, dict) or any(k not in m for k in REQUIRED) or not isinstance(m["splits"], dict):
         raise KbhError(f"{path}: not a kbh manifest (needs {', '.join(REQUIRED)})")
-    if int(m["schema_version"]) > SCHEMA_VERSION:
+    if not isinstance(m["schema_version"], int):
+        raise KbhError(f"{path}: schema_version {m['schema_version']!r} is not a number")
+    if m["schema_version"] > SCHEMA_VERSION:
         raise KbhError(f"{path}: manifest schema version {m['schema_version']} is newer than this kbh supports")
     for split, entry in m["splits"].items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("frame_ids", []), list):
-            raise KbhError(f"{path}: split {split!r} is malformed")
+        if why := _malformed(entry):
+            raise KbhError(f"{path}: split {split!r} is malformed ({why})")
     return m
+
+
+def _malformed(entry) -> str | None:
+    """Why a split entry does not have the manifest's shape (field types), or None."""
+    if not isinstance(entry, dict):
+        return "not an object"
+    for key in ("persons", "sequences", "frame_ids"):
+        value = entry.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"{key} must be a list of strings"
+    if not isinstance(entry.get("frame_count", 0), int):
+        return "frame_count must be a number"
+    shards = entry.get("shards", [])
+    if not isinstance(shards, list):
+        return "shards must be a list"
+    for s in shards:
+        if not isinstance(s, dict) or not isinstance(s.get("file"), str):
+            return "each shard needs a file name"
+        for key, kind in (("frames", int), ("bytes", int), ("sha256", str)):
+            if key in s and not isinstance(s[key], kind) or (key == "frames" and key not in s):
+                return f"shard {s['file']!r}: {key} must be a {'number' if kind is int else 'string'}"
+    return None
 
 
 def split_of_keys(manifest: dict) -> dict[str, str]:

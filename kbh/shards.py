@@ -265,9 +265,15 @@ class ShardReader:
             self._files = [h5py.File(p, "r") for p in self.paths]
             self._pid = os.getpid()
             # The id columns are small (a few bytes a frame): read them once instead of per item.
-            self._cols = [{"frame_id": f["frame_id"].asstr()[:], "person_id": f["person_id"].asstr()[:],
-                           "sequence_id": f["sequence_id"].asstr()[:], "frame_index": f["frame_index"][:]}
-                          for f in self._files]
+            self._cols = []
+            for p, f in zip(self.paths, self._files):
+                try:
+                    self._cols.append({"frame_id": f["frame_id"].asstr()[:], "person_id": f["person_id"].asstr()[:],
+                                       "sequence_id": f["sequence_id"].asstr()[:],
+                                       "frame_index": f["frame_index"][:]})
+                except (OSError, KeyError) as e:
+                    raise KbhError(f"{p}: its frame columns cannot be read ({_short(e)}); run `kbh verify "
+                                   f"{p.parent}`") from None
         return self._files
 
     def __getitem__(self, i: int) -> dict:
@@ -378,27 +384,29 @@ def foreign_storage(f: h5py.File) -> list[str]:
 
 
 def _check_file(path, owners, split, rep, check_chunks) -> int:
-    """Sequences of one shard, and (optionally) every chunk's checksum; returns its frame count."""
-    with h5py.File(path, "r") as f:
-        ids = list(f["frame_id"].asstr()[:])
-        for s in set(f["sequence_id"].asstr()[:]):
-            owners.setdefault(s, set()).add(split)
-        lengths = {len(f[c]) for c in ("images", "masks", *COLUMNS)}
-        if len(lengths) > 1:
-            rep.problems.append(f"{path}: columns have different lengths ({sorted(lengths)})")
-        if check_chunks:
-            for name in ("images", "masks"):
-                ds = f[name]
-                for i in range(len(ds)):
-                    try:
-                        block = ds[i]
-                    except OSError as e:
-                        rep.problems.append(f"{path}: {name}[{i}] (frame {ids[i] if i < len(ids) else '?'}) "
-                                            f"fails its checksum ({_short(e)})")
-                        continue
-                    if name == "masks" and block.max(initial=0) > 1:
-                        rep.problems.append(f"{path}: masks[{i}] has values other than 0/1")
-        return len(ids)
+    """Sequences of one shard (which passed the structural check), and (optionally) every chunk's checksum;
+    returns its frame count."""
+    try:
+        with h5py.File(path, "r") as f:
+            ids = list(f["frame_id"].asstr()[:])
+            for s in set(f["sequence_id"].asstr()[:]):
+                owners.setdefault(s, set()).add(split)
+            if check_chunks:
+                for name in ("images", "masks"):
+                    ds = f[name]
+                    for i in range(len(ds)):
+                        try:
+                            block = ds[i]
+                        except OSError as e:
+                            rep.problems.append(f"{path}: {name}[{i}] (frame {ids[i] if i < len(ids) else '?'}) "
+                                                f"fails its checksum ({_short(e)})")
+                            continue
+                        if name == "masks" and block.max(initial=0) > 1:
+                            rep.problems.append(f"{path}: masks[{i}] has values other than 0/1")
+            return len(ids)
+    except (OSError, KeyError, ValueError) as e:
+        rep.problems.append(f"{path}: unreadable ({_short(e)})")
+        return 0
 
 
 def _short(e: Exception) -> str:

@@ -14,49 +14,11 @@ columns only: well under a second for KBH's 12.5k frames. `kbh verify` adds ever
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic_folder import recover, staged_folder
+from .atomic_folder import recover, resolved, staged_folder, writer_lock
 from .errors import KbhError
-from .imageio import write_error
-
-
-def lock_path(target: Path) -> Path:
-    return target.parent / f".{target.name}.lock"
-
-
-@contextlib.contextmanager
-def split_lock(target: str | Path):
-    """Hold the target's writer lock, or fail at once with a one-line error if another process holds it."""
-    target = Path(target)
-    path = lock_path(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as e:
-        raise (write_error(path, e) or KbhError(f"{path}: cannot open the split lock ({e.strerror})")) from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_pid(fd)
-            raise KbhError(f"{target}: another kbh split is writing this folder{holder} (lock {path.name}); "
-                           f"wait for it to finish") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)
-
-
-def _read_pid(fd: int) -> str:
-    with contextlib.suppress(OSError, ValueError):
-        pid = int(os.pread(fd, 32, 0).decode().strip())
-        return f" (process {pid})"
-    return ""
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
@@ -81,8 +43,8 @@ def _check_target(target: Path, overwrite: bool) -> None:
 @contextlib.contextmanager
 def writing_split(target: str | Path, overwrite: bool = False):
     """Yield a staging folder to write a split into; on success it replaces `target` atomically."""
-    target = Path(target)
-    with split_lock(target):
+    target = resolved(target)
+    with writer_lock(target, "kbh split"):
         notes = recover(target)
         _check_target(target, overwrite)
         with staged_folder(target) as staging:
@@ -104,11 +66,12 @@ class SplitFolder:
 
 
 def check_split_folder(folder: str | Path) -> tuple[SplitFolder | None, list[str]]:
-    """The cheap structural check: (the folder, []) if it may be read, else (None or partial, problems)."""
-    import h5py
+    """The cheap structural check: (the folder, []) if it may be read, else (None or partial, problems).
 
+    A shard that fails it is left out of `paths`, so nothing reads its data afterwards (`kbh verify` would
+    otherwise follow external storage into a FIFO or /dev/zero)."""
     from .manifest import MANIFEST_FILE, compute_manifest_id, read_manifest
-    from .shards import SHARD_RE, SHARD_SUFFIXES, foreign_storage
+    from .shards import SHARD_RE, SHARD_SUFFIXES
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -125,54 +88,36 @@ def check_split_folder(folder: str | Path) -> tuple[SplitFolder | None, list[str
     listed: set[str] = set()
     owner: dict[str, str] = {}
     size = manifest.get("image_size")
+    size = tuple(size) if isinstance(size, list) and len(size) == 2 else None
     for split, entry in manifest["splits"].items():
         for p in entry.get("persons", []):
             if owner.setdefault(p, split) != split:
                 problems.append(f"{folder / MANIFEST_FILE}: person {p!r} is listed in {owner[p]} and {split}")
         shards = entry.get("shards", [])
-        if not isinstance(shards, list):
-            problems.append(f"{folder / MANIFEST_FILE}: split {split!r} has a malformed shard list")
-            continue
         ids: list[str] = []
         sf.paths[split] = []
         for s in shards:
-            name = s.get("file") if isinstance(s, dict) else None
-            m = SHARD_RE.match(name) if isinstance(name, str) else None
+            name = s["file"]
+            m = SHARD_RE.match(name)
             if m is None or m["split"] != split or Path(name).name != name:
                 problems.append(f"{folder / MANIFEST_FILE}: shard name {name!r} under {split!r} is not a plain "
                                 f"{split}-NNNNN.h5 name in the folder")
                 continue
             listed.add(name)
             path = folder / name
-            if not path.is_file() or path.is_symlink():
-                problems.append(f"{path}: missing shard ({split}, {s.get('frames')} frames)"
-                                if not path.is_symlink() else f"{path}: a link, not a shard file")
+            if path.is_symlink() or not path.is_file():
+                problems.append(f"{path}: a link, not a shard file" if path.is_symlink() else
+                                f"{path}: missing shard ({split}, {s.get('frames')} frames)")
                 continue
-            if "bytes" in s and path.stat().st_size != int(s["bytes"]):
+            if "bytes" in s and path.stat().st_size != s["bytes"]:
                 problems.append(f"{path}: {path.stat().st_size} bytes, the manifest says {s['bytes']} "
                                 f"(replaced or truncated)")
                 continue
-            try:
-                with h5py.File(path, "r") as f:
-                    problems += [f"{path}: {p}" for p in foreign_storage(f)]
-                    n = len(f["images"])
-                    if str(f.attrs.get("manifest_id")) != mid:
-                        problems.append(f"{path}: manifest_id {f.attrs.get('manifest_id')} is not the "
-                                        f"manifest's {mid} (from another split)")
-                    if str(f.attrs.get("split")) != split:
-                        problems.append(f"{path}: split attribute {f.attrs.get('split')!r}, listed under {split!r}")
-                    if n != int(s.get("frames", -1)):
-                        problems.append(f"{path}: holds {n} frames, the manifest says {s.get('frames')}")
-                    if size and tuple(f["images"].shape[1:3]) != tuple(size):
-                        problems.append(f"{path}: frames are {f['images'].shape[1:3]}, the manifest says {size}")
-                    ids += list(f["frame_id"].asstr()[:])
-                    for p in set(f["person_id"].asstr()[:]):
-                        if owner.setdefault(p, split) != split:
-                            problems.append(f"{path}: person {p!r} is also in {owner[p]}")
-            except (OSError, KeyError, ValueError, TypeError) as e:
-                problems.append(f"{path}: not a readable kbh shard ({str(e).splitlines()[0][:100]})")
-                continue
-            sf.paths[split].append(path)
+            found = _check_shard(path, split, s["frames"], mid, size, owner)
+            problems += found.problems
+            if not found.problems:
+                ids += found.ids
+                sf.paths[split].append(path)
         if "frame_ids" in entry and len(sf.paths[split]) == len(shards) and ids != list(entry["frame_ids"]):
             problems.append(f"{folder}: {split} frame ids in the shards differ from the manifest's "
                             f"({len(ids)} in files, {len(entry['frame_ids'])} listed)")
@@ -181,6 +126,61 @@ def check_split_folder(folder: str | Path) -> tuple[SplitFolder | None, list[str
                                                                   p.suffix.lower() in SHARD_SUFFIXES):
             problems.append(f"{p}: not listed in the manifest (a leftover or foreign shard)")
     return sf, problems
+
+
+@dataclass
+class _ShardCheck:
+    problems: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+
+
+def _check_shard(path: Path, split: str, frames: int, mid: str, size, owner: dict) -> _ShardCheck:
+    """One shard's structure: its own bytes only, the datasets and shapes the reader expects, the manifest's id,
+    split and frame count, frame ids, persons in one split. Reads attributes and the small columns only."""
+    import h5py
+    import numpy as np
+
+    from .shards import COLUMNS, foreign_storage
+
+    out = _ShardCheck()
+    try:
+        with h5py.File(path, "r") as f:
+            if foreign := foreign_storage(f):
+                out.problems += [f"{path}: {p}" for p in foreign]
+                return out
+            n = frames
+            want = {"images": (4, np.uint8), "masks": (3, np.uint8)}
+            for name in ("images", "masks", *COLUMNS):
+                ds = f.get(name)
+                if not isinstance(ds, h5py.Dataset):
+                    out.problems.append(f"{path}: no dataset {name!r}")
+                    continue
+                if ds.shape[:1] != (n,):
+                    out.problems.append(f"{path}: {name} holds {ds.shape[0] if ds.shape else 0} frames, the "
+                                        f"manifest says {n}")
+                if name in want and (ds.ndim != want[name][0] or ds.dtype != want[name][1]):
+                    out.problems.append(f"{path}: {name} is {ds.dtype} {ds.shape}, not the shard layout")
+            if out.problems:
+                return out
+            images, masks = f["images"], f["masks"]
+            if images.shape[3] != 3 or masks.shape[1:] != images.shape[1:3]:
+                out.problems.append(f"{path}: images {images.shape} and masks {masks.shape} do not match")
+            if size and tuple(images.shape[1:3]) != size:
+                out.problems.append(f"{path}: frames are {images.shape[1]}x{images.shape[2]}, the manifest says "
+                                    f"{size[0]}x{size[1]}")
+            if str(f.attrs.get("manifest_id")) != mid:
+                out.problems.append(f"{path}: manifest_id {f.attrs.get('manifest_id')} is not the manifest's {mid} "
+                                    f"(from another split)")
+            if str(f.attrs.get("split")) != split:
+                out.problems.append(f"{path}: split attribute {f.attrs.get('split')!r}, listed under {split!r}")
+            out.ids = list(f["frame_id"].asstr()[:])
+            f["sequence_id"].asstr()[:]  # read once here, so a damaged column is named now, not mid-training
+            for p in set(f["person_id"].asstr()[:]):
+                if owner.setdefault(p, split) != split:
+                    out.problems.append(f"{path}: person {p!r} is also in {owner[p]}")
+    except (OSError, KeyError, ValueError, TypeError, AttributeError) as e:
+        out.problems.append(f"{path}: not a readable kbh shard ({str(e).splitlines()[0][:100]})")
+    return out
 
 
 def open_split_folder(folder: str | Path) -> SplitFolder:

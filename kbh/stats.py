@@ -51,7 +51,11 @@ def workspace_stats(ws: Workspace, coverage: bool = True) -> dict:
 def shards_stats(folder: Path) -> dict:
     import h5py
 
-    files = sorted(folder.glob("*.h5"))
+    from .split_folder import open_split_folder
+
+    # The check train and eval run: statistics of a folder they would refuse would describe the wrong data.
+    checked = open_split_folder(folder)
+    files = [p for paths in checked.paths.values() for p in paths]
     if not files:
         raise KbhError(f"{folder}: no .h5 shards")
     splits: dict[str, dict] = {}

@@ -132,6 +132,23 @@ class Prediction:
     created: float
 
 
+def _private_copy(db: Path, wal: Path) -> Path:
+    """Copies of a database and its -wal file in a temporary folder (removed at exit), for reading a read-only
+    workspace whose last writer was killed before its checkpoint."""
+    import atexit
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="kbh-ro-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    try:
+        shutil.copyfile(db, tmp / db.name)
+        shutil.copyfile(wal, tmp / wal.name)
+    except OSError as e:
+        raise KbhError(f"{db}: cannot read ({e.strerror})") from None
+    return tmp / db.name
+
+
 def _uri_path(path: Path) -> str:
     from urllib.parse import quote
 
@@ -300,9 +317,16 @@ class Workspace:
         # annotator's autosave worker use the connection (it serialises access itself).
         if readonly:
             # mode=ro reads alongside writers (WAL). Where the folder itself is read-only, SQLite cannot make
-            # its shared-memory file: then nobody can be writing, and immutable=1 reads without it.
-            flag = "mode=ro" if _writable(db.parent) else "immutable=1"
-            uri = f"file:{_uri_path(db)}?{flag}"
+            # its shared-memory file: then nobody can be writing, and immutable=1 reads without it, unless a
+            # killed writer left committed transactions in the -wal file, which immutable=1 would not see:
+            # then a private copy of the two files is read.
+            wal = db.with_name(db.name + "-wal")
+            if _writable(db.parent):
+                uri = f"file:{_uri_path(db)}?mode=ro"
+            elif wal.is_file() and wal.stat().st_size > 0:
+                uri = f"file:{_uri_path(_private_copy(db, wal))}?mode=ro"
+            else:
+                uri = f"file:{_uri_path(db)}?immutable=1"
         else:
             uri = f"file:{_uri_path(db)}"
         try:

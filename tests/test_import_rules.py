@@ -166,3 +166,52 @@ def test_zero_byte_and_garbage_images(tmp_path, capsys):
     (tmp_path / "images" / "empty.png").write_bytes(b"not an image at all")
     rc, _, err = run(capsys, "import", tmp_path / "ws", tmp_path / "images", "--person", "p", "--quiet")
     assert rc == 2 and "empty.png: not a readable image" in err
+
+
+def test_masks_pair_by_path_not_by_stem(tmp_path, capsys):
+    """Two persons' folders both hold 001.png: each image gets its own folder's mask."""
+    masks = {}
+    for k, person in enumerate(("p01", "p02")):
+        img, mask = blob_image(seed=k)
+        mask = np.zeros_like(mask)
+        mask[10 + 20 * k:20 + 20 * k, 5:30] = 1
+        write_rgb(tmp_path / "images" / person / "001.png", img)
+        (tmp_path / "masks" / person).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "masks" / person / "001.png"), mask * 255)
+        masks[person] = mask
+    main(["init", str(tmp_path / "ws")])
+    rc, _, err = run(capsys, "import", tmp_path / "ws", tmp_path / "images", "--masks", tmp_path / "masks",
+                     "--person-regex", r"^(p\d+)/", "--quiet")
+    assert rc == 0, err
+    with Workspace.open(tmp_path / "ws", readonly=True) as ws:
+        for f in ws.frames():
+            np.testing.assert_array_equal(ws.mask(f), masks[f.person_id])
+    cv2.imwrite(str(tmp_path / "masks" / "p01" / "001.bmp"), masks["p01"] * 255)
+    rc, _, err = run(capsys, "import", tmp_path / "ws", tmp_path / "images", "--masks", tmp_path / "masks",
+                     "--person-regex", r"^(p\d+)/", "--quiet")
+    assert rc == 2 and "two masks for 'p01/001'" in err
+
+
+def test_exif_rotation_does_not_turn_the_image_away_from_its_mask(tmp_path, capsys):
+    img, mask = blob_image(h=120, w=160)
+    (tmp_path / "images").mkdir()
+    exif = Image.Exif()
+    exif[274] = 6  # "rotate 90 degrees to display"
+    Image.fromarray(img).save(tmp_path / "images" / "a.jpg", exif=exif, quality=95)
+    (tmp_path / "masks").mkdir()
+    cv2.imwrite(str(tmp_path / "masks" / "a.png"), mask * 255)
+    main(["init", str(tmp_path / "ws")])
+    rc, _, err = run(capsys, "import", tmp_path / "ws", tmp_path / "images", "--masks", tmp_path / "masks",
+                     "--person", "p", "--quiet")
+    assert rc == 0, err
+    with Workspace.open(tmp_path / "ws", readonly=True) as ws:
+        f = ws.frames()[0]
+        assert ws.image(f).shape == (120, 160, 3) and (f.width, f.height) == (160, 120)
+        np.testing.assert_array_equal(ws.mask(f), mask)
+
+
+def test_a_zero_byte_mask(frame, capsys):
+    root, _ = frame
+    (root / "masks" / "a.png").write_bytes(b"")
+    rc, _, err = import_with(capsys, root)
+    assert rc == 2 and "a.png: empty file (0 bytes)" in err

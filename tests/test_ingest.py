@@ -100,7 +100,7 @@ def test_palette_mask_is_two_valued(ws, tmp_path):
 def test_missing_mask_for_an_image_is_an_error(tmp_path):
     make_folder(tmp_path, n=2)
     next((tmp_path / "masks").iterdir()).unlink()
-    with pytest.raises(KbhError, match="no mask with stem"):
+    with pytest.raises(KbhError, match=r"no mask 'g0_hgr1_id01_0' \(any image extension\)"):
         items_from_folder(tmp_path / "images", tmp_path / "masks", person="p")
 
 

@@ -185,7 +185,7 @@ def test_verify_count_mismatch(split_dir, tmp_path):
     m["splits"]["train"]["shards"][0]["frames"] += 1
     write_manifest(d / "manifest.json", m)
     rep = verify(d)
-    assert any("train-00000.h5: holds" in p and "the manifest says" in p for p in rep.problems)
+    assert any("train-00000.h5: images holds" in p and "the manifest says" in p for p in rep.problems)
 
 
 def test_verify_person_in_two_splits(split_dir, tmp_path):

@@ -14,7 +14,8 @@ from kbh.errors import KbhError
 from kbh.imageio import sha256_file
 from kbh.manifest import read_manifest, write_manifest
 from kbh.shards import ShardReader, ShardWriter, verify
-from kbh.split_folder import lock_path, open_split_folder, split_lock
+from kbh.atomic_folder import lock_path, writer_lock
+from kbh.split_folder import open_split_folder
 from kbh.workspace import Workspace
 from tests.helpers import make_ws
 
@@ -126,7 +127,7 @@ def test_a_folder_with_other_files_is_not_replaced(ws_path, split_copy, capsys):
 
 def test_a_second_writer_gets_a_one_line_error(ws_path, tmp_path, capsys):
     out = tmp_path / "out"
-    with split_lock(out):  # another split is writing
+    with writer_lock(out, "kbh split"):  # another split is writing
         rc, _, err = run(capsys, "split", ws_path, "--by-person", "20/20/60", "--out", out, "--size", "8x8",
                          "--no-progress")
     assert rc == 2 and "another kbh split is writing" in err and len(err.strip().splitlines()) == 1
@@ -321,3 +322,64 @@ def test_read_only_output_folder(tmp_path, small_disk, capsys):
     rc, _, err = run(capsys, "split", ws, "--by-person", "20/20/60", "--out", small_disk / "out", "--size", "8x8",
                      "--no-progress")
     assert rc == 2 and "Read-only file system" in err and str(small_disk) in err
+
+
+def test_a_published_manifest_cannot_put_a_person_in_two_splits(ws_path, good_split, tmp_path, capsys):
+    m = read_manifest(good_split / "manifest.json")
+    m["unit"] = "sequence"  # whatever the unit says
+    moved = m["splits"]["train"]["frame_ids"].pop()
+    m["splits"]["test"]["frame_ids"].append(moved)
+    write_manifest(tmp_path / "m.json", m)
+    rc, _, err = run(capsys, "split", ws_path, "--manifest", tmp_path / "m.json", "--out", tmp_path / "out",
+                     "--size", "8x8", "--no-progress")
+    assert rc == 2 and "would be in" in err and "person-disjoint" in err and not (tmp_path / "out").exists()
+
+
+def test_a_symlinked_out_folder_keeps_its_link(ws_path, split_copy, tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(split_copy)
+    with Workspace.open(ws_path, readonly=True) as ws:
+        m = split_workspace(ws, link, ratios=(0.2, 0.2, 0.6), seed=7, size=(8, 8), overwrite=True, progress=False)
+    assert link.is_symlink() and read_manifest(split_copy / "manifest.json")["manifest_id"] == m["manifest_id"]
+    assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name or ".old-" in p.name]
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda m: m["splits"]["val"]["shards"][0].__setitem__("bytes", "abc"), "bytes must be a number"),
+    (lambda m: m.__setitem__("schema_version", "abc"), "schema_version 'abc' is not a number"),
+    (lambda m: m["splits"]["val"].__setitem__("persons", 5), "persons must be a list of strings"),
+    (lambda m: m["splits"]["val"]["shards"][0].__setitem__("frames", "x"), "frames must be a number"),
+])
+def test_malformed_manifest_fields_are_one_line(split_copy, edit, words, capsys):
+    m = json.loads((split_copy / "manifest.json").read_text())
+    edit(m)
+    (split_copy / "manifest.json").write_text(json.dumps(m))
+    refused_everywhere(split_copy, words)
+    rc, out, err = run(capsys, "verify", split_copy)
+    assert rc == 1 and words in out and "Traceback" not in out + err
+
+
+def test_shards_of_the_wrong_shape_are_refused_at_open(split_copy):
+    replace_masks(split_copy / "val-00000.h5", lambda f, shape, data: f.create_dataset("masks", data=data[:-1]))
+    refresh_manifest(split_copy)
+    refused_everywhere(split_copy, "masks holds")
+    with h5py.File(split_copy / "test-00000.h5", "r+") as f:
+        data = f["images"][:]
+        del f["images"]
+        f.create_dataset("images", data=data[..., 0])  # no colour channel
+    refresh_manifest(split_copy)
+    refused_everywhere(split_copy, "images is uint8", "not the shard layout")
+
+
+def test_verify_does_not_read_through_external_storage(split_copy, tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # reading it would block for ever
+
+    def make(f, shape, data):
+        f.create_dataset("masks", shape, np.uint8, external=[(str(fifo), 0, h5py.h5f.UNLIMITED)])
+
+    replace_masks(split_copy / "val-00000.h5", make)
+    refresh_manifest(split_copy)
+    refused_everywhere(split_copy, "external file")

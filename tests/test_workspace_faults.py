@@ -148,4 +148,43 @@ def test_export_to_a_full_disk_names_the_file(tmp_path, tmpfs, capsys):
     rc, _, err = run(capsys, "export", root, "--format", "png", "--images", "--out", tmpfs / "out")
     assert rc == 2 and str(tmpfs / ".out.staging-") in err and "No space left on device" in err
     assert err.strip().splitlines()[-1].startswith("kbh: error: ") and "Traceback" not in err
-    assert sorted(p.name for p in tmpfs.iterdir()) == ["filler"]  # no half-written export
+    assert sorted(p.name for p in tmpfs.iterdir()) == [".out.lock", "filler"]  # no half-written export
+
+
+def test_export_keeps_masks_whose_ids_only_differ_in_odd_characters(tmp_path, capsys):
+    import csv
+
+    import cv2
+
+    rows = []
+    for k, (person, seq) in enumerate((("x y", "s a"), ("x_y", "s_a"), ("x/y", "s/a"))):
+        img = np.full((20, 30, 3), 40 * k, np.uint8)
+        cv2.imwrite(str(tmp_path / f"{k}.png"), img)
+        mask = np.zeros((20, 30), np.uint8)
+        mask[k:k + 5, :] = 255
+        cv2.imwrite(str(tmp_path / f"m{k}.png"), mask)
+        rows.append({"path": f"{k}.png", "person": person, "sequence": seq, "frame_index": 1, "mask": f"m{k}.png"})
+    with open(tmp_path / "list.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    main(["init", str(tmp_path / "ws")])
+    assert main(["import", str(tmp_path / "ws"), str(tmp_path / "list.csv"), "--quiet"]) == 0
+    (tmp_path / ".out.staging-left").mkdir()  # a killed export's leftovers
+    rc, out, err = run(capsys, "export", tmp_path / "ws", "--format", "png", "--out", tmp_path / "out")
+    assert rc == 0 and "exported 3 masks" in out, err
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 3
+    assert not (tmp_path / ".out.staging-left").exists()
+
+
+def test_a_read_only_copy_of_a_killed_writers_workspace_sees_its_last_commits(tmp_path, tmpfs, capsys):
+    root = make_ws(tmpfs / "ws", {"p0": {"s0": 2}})
+    script = ("import os, sys; from kbh.workspace import Workspace\n"
+              "ws = Workspace.open(sys.argv[1])\n"
+              "for f in ws.frames(): ws.set_status(f.id, 'reviewed')\n"
+              "os._exit(0)  # killed: no close, no checkpoint\n")
+    subprocess.run([sys.executable, "-c", script, str(root)], check=True)
+    assert (root / "kbh.sqlite-wal").stat().st_size > 0
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    rc, out, err = run(capsys, "stats", root)
+    assert rc == 0 and "reviewed 2" in out, out + err
