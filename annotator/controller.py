@@ -19,6 +19,9 @@ from kbh.workspace import HUMAN_STATUSES, LABELED_STATUSES, STATUSES, Frame, Wor
 from .session import PROPAGATED_MODEL, Change, FrameSession
 
 TODO_STATUSES = ("unlabeled", "prelabeled")  # what "next unlabeled" stops at
+REVIEW_STATUSES = ("done",)  # what review mode stops at
+LAST_FRAME, ZOOM, BRUSH = "annotator.last_frame", "annotator.zoom", "annotator.brush_fraction"
+DEFAULT_BRUSH_FRACTION = 0.012  # of the frame's diagonal: 6 px on 230x306, 18 px on 1280x720
 MAX_SESSIONS = 32  # frames whose sessions stay in memory (least recently opened dropped first, saved)
 TIME_FLUSH_S = 10.0  # write the time spent on the open frame at least this often
 
@@ -38,10 +41,12 @@ class Controller:
         self.acked = 0  # of those, written or failed (`acknowledge`)
         self._last_time_flush = clock()
         self._image: tuple[int, np.ndarray] | None = None  # the open frame's image, read once
+        self._last_edited: str | None = None
         self.status_filter: str | None = None
         self.person_filter: str | None = None
         self.frames: list[Frame] = []  # the filtered list, in workspace order
         self.follow_queue = False  # "next" follows kbh.queue: the model's least certain frame first
+        self.review_mode = False  # "next" steps through done frames, for accepting or sending back
         self.current: Frame | None = None
         self._sessions: OrderedDict[int, FrameSession] = OrderedDict()
         self.reload()
@@ -56,6 +61,12 @@ class Controller:
             raise KbhError(f"unknown status {status!r}")
         self.status_filter, self.person_filter = status, person
         return self.reload()
+
+    def uncertainties(self) -> dict[int, float]:
+        """frame id -> the newest prediction's uncertainty, for the listed frames that have one."""
+        rows = self.ws.conn.execute("SELECT frame_id, uncertainty, MAX(created) FROM predictions GROUP BY frame_id")
+        listed = {f.id for f in self.frames}
+        return {fid: float(u) for fid, u, _ in rows if fid in listed}
 
     def persons(self) -> list[str]:
         return list(self.ws.persons())
@@ -80,6 +91,10 @@ class Controller:
         return {"total": total, "labeled": labeled, **{s: counts.get(s, 0) for s in STATUSES}}
 
     # -- navigation --------------------------------------------------------------------------------------------
+    def stops_at(self, frame: Frame) -> bool:
+        """Whether "next" stops at `frame`: a frame to do, or in review mode a done frame."""
+        return self.session_status(frame) in (REVIEW_STATUSES if self.review_mode else TODO_STATUSES)
+
     def next_todo(self, step: int = 1) -> Frame | None:
         """The next (step=+1) or previous (-1) frame in the list still to annotate, wrapping around.
 
@@ -91,8 +106,7 @@ class Controller:
             listed = {f.id: f for f in self.frames}
             for entry in annotation_queue(self.ws):
                 f = listed.get(entry.frame_id)
-                if (f is not None and self.session_status(f) in TODO_STATUSES
-                        and (self.current is None or f.id != self.current.id)):
+                if f is not None and self.stops_at(f) and (self.current is None or f.id != self.current.id):
                     return f
             return None
         n = len(self.frames)
@@ -103,7 +117,7 @@ class Controller:
             start = -1 if step > 0 else n
         for k in range(1, n + 1):
             f = self.frames[(start + step * k) % n]
-            if self.session_status(f) in TODO_STATUSES and (self.current is None or f.id != self.current.id):
+            if self.stops_at(f) and (self.current is None or f.id != self.current.id):
                 return f
         return None
 
@@ -222,7 +236,38 @@ class Controller:
         change = make_change(s)
         if change is not None:
             self.after_change(s)
+            if self._last_edited != self.current.key:  # where to reopen: the last frame edited
+                self._last_edited = self.current.key
+                self.remember(LAST_FRAME, self.current.key)
         return change
+
+    # -- the person's place, kept with the workspace -------------------------------------------------------
+    def remember(self, key: str, value) -> None:
+        if not self.ws.readonly:
+            self.ws.set_setting(key, value)
+
+    def resume_frame(self) -> Frame | None:
+        """Where to start: the last frame edited in this workspace, else the first frame to do, else the first."""
+        key = self.ws.setting(LAST_FRAME)
+        last = self.ws.frame_by_key(key) if key else None
+        if last is not None and self.row_of(last.id) is not None:
+            return last
+        return self.next_todo() or (self.frames[0] if self.frames else None)
+
+    def brush_radius(self, frame: Frame) -> float:
+        """The brush radius in `frame`'s pixels: a fraction of its diagonal, the same on every frame size."""
+        fraction = float(self.ws.setting(BRUSH, DEFAULT_BRUSH_FRACTION))
+        return fraction * float(np.hypot(frame.width, frame.height))
+
+    def set_brush_radius(self, radius: float, frame: Frame) -> None:
+        self.remember(BRUSH, radius / float(np.hypot(frame.width, frame.height)))
+
+    # -- review ------------------------------------------------------------------------------------------------
+    def accept(self) -> Change | None:
+        return self.edit(lambda s: s.accept())
+
+    def send_back(self, note: str) -> Change | None:
+        return self.edit(lambda s: s.send_back(note))
 
     def undo(self):
         return self.edit(lambda s: s.undo())

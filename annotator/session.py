@@ -97,6 +97,8 @@ class FrameSession:
     dirty: bool = False  # something not yet written to the workspace
     mask_version: int = 0  # bumped whenever the mask's pixels change (views redraw only then)
     base_settled: bool = True  # the state before any change has its mask (False: strokes loaded without mask)
+    note: str | None = None  # why a reviewer sent the frame back; shown to whoever opens it next
+    note_dirty: bool = False  # the note changed and is not yet written
 
     def __post_init__(self):
         self.mask = np.array(self.mask, dtype=np.uint8, order="C")  # own copy: edited in place
@@ -135,8 +137,16 @@ class FrameSession:
         # The engine starts from a pre-annotation (a prediction, an imported mask), never from the person's own
         # earlier result: then a frame's mask stays a function of its strokes across sessions.
         prior = prob if prob is not None else (saved if origin == "import" else None)
-        return cls(frame.id, mask, list(strokes), frame.status, origin, prior, initial,
-                   base_settled=use_saved or not strokes, **kw)
+        session = cls(frame.id, mask, list(strokes), frame.status, origin, prior, initial,
+                      base_settled=use_saved or not strokes, note=ws.note(frame.id), **kw)
+        blob = ws.history(frame.id) if use_saved or not strokes else None
+        if blob:
+            from .history import decode
+
+            stacks = decode(blob, session.strokes, session.status)
+            if stacks is not None:  # the history leads to exactly this state: undo goes on where it stopped
+                session._undo, session._redo = stacks
+        return session
 
     # -- queries -----------------------------------------------------------------------------------------------
     @property
@@ -207,12 +217,28 @@ class FrameSession:
         return self._do(change)
 
     def reset(self) -> Change | None:
-        """Drop every stroke and go back to the starting mask (the pre-annotation, or empty)."""
+        """Drop every stroke and go back to the starting mask (the pre-annotation, or empty). A finished frame
+        goes back to "in progress": a reset frame is not done (one undo step brings both back)."""
         diff = MaskDiff.between(self.mask, self.initial_mask)
         if not self.strokes and not len(diff):
             return None
         change = Change("Reset frame", removed=tuple(enumerate(self.strokes)), mask=diff)
+        if self.status in ("done", "reviewed"):
+            change.status = (self.status, "in_progress")
         return self._do(change)
+
+    def send_back(self, note: str) -> Change | None:
+        """Review: the frame goes back to "in progress", with a note for the next person who opens it."""
+        self.note, self.note_dirty = (note.strip() or None), True
+        change = self.set_status("in_progress")
+        self.dirty = True
+        return change or Change("Send back")
+
+    def accept(self) -> Change | None:
+        """Review: the frame is reviewed; a note from an earlier send-back is cleared."""
+        if self.note:
+            self.note, self.note_dirty, self.dirty = None, True, True
+        return self.set_status("reviewed")
 
     def rerun(self, text: str = "Re-run strokes") -> Change | None:
         """Ask the engine again for the same strokes (another engine was chosen); the new mask becomes an undo
@@ -319,14 +345,20 @@ class FrameSession:
     def snapshot(self, annotator: str | None = None, force_time: bool = False) -> dict | None:
         """What to write now, as keyword arguments of `Workspace.save_annotation` (plus frame_id), or None.
 
-        Only a settled state is written, so the stored mask always belongs to the stored strokes. Taking a
+        Only a settled state is written, so the stored mask always belongs to the stored strokes; the undo
+        history goes with it (annotator.history), so undo works after reopening. Taking a
         snapshot marks the session clean and hands over the time spent so far; the mask is copied, so the
         snapshot can be written on another thread while the person goes on."""
         if self.dirty and self.settled:
+            from .history import encode
+
             seconds, self._pending_seconds = self._pending_seconds, 0.0
             self.dirty = False
+            note = (self.note or "") if self.note_dirty else None
+            self.note_dirty = False
             return dict(frame_id=self.frame_id, mask=self.mask.copy(), strokes=list(self.strokes),
-                        status=self.status, source=self.source, annotator=annotator, add_seconds=seconds)
+                        status=self.status, source=self.source, annotator=annotator, add_seconds=seconds,
+                        history=encode(self._undo, self._redo, self.strokes, self.status), note=note)
         if force_time and self._pending_seconds > 0:
             seconds, self._pending_seconds = self._pending_seconds, 0.0
             return dict(frame_id=self.frame_id, add_seconds=seconds)

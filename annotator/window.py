@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QColor, QKeySequence
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QComboBox, QDialog, QDialogButtonBox,
                                QDockWidget, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
                                QMainWindow, QMessageBox, QProgressBar, QSlider, QTableWidget, QTableWidgetItem,
@@ -24,7 +24,7 @@ from kbh.errors import KbhError
 from kbh.workspace import STATUSES, Workspace
 
 from .canvas import Canvas
-from .controller import Controller
+from .controller import ZOOM, Controller
 from .engines import EngineChoice, build_engine, choice_from_factory, one_line
 from .saver import Saver
 from .session import FrameSession
@@ -35,7 +35,16 @@ immortalize_singletons()  # PySide6 6.12 on Python 3.11 leaks references to None
 
 ORGANIZATION, APPLICATION = "kbh", "annotator"
 AUTOSAVE_MS = 500  # safety net; edits are saved as soon as their mask is in
-COLUMNS = ("Frame", "Status", "Person", "Sequence", "Strokes", "Time")
+COLUMNS = ("Frame", "Status", "Person", "Sequence", "Strokes", "Time", "Uncertainty")
+STATUS_COLOURS = {"unlabeled": "#ffffff", "prelabeled": "#dbe9ff", "in_progress": "#fff3c4", "done": "#d7f5d0",
+                  "reviewed": "#9fe3a0"}
+MAX_RECENT = 8
+EMPTY_HINT = ("<h3>This workspace has no frames yet</h3>"
+              "<p>Import some from a terminal, then open the workspace again (File &gt; Open workspace…):</p>"
+              "<pre>kbh import WS FOLDER_OF_IMAGES [--masks FOLDER_OF_MASKS]\n"
+              "kbh import WS video.mp4 --every 5 --person 07</pre>"
+              "<p>Then draw short strokes: the <b>left button</b> marks hand, the <b>right button</b> marks "
+              "background; the mask follows each stroke. <b>F1</b> lists every shortcut.</p>")
 
 
 class AnnotatorWindow(QMainWindow):
@@ -64,9 +73,25 @@ class AnnotatorWindow(QMainWindow):
         self.controller = Controller(ws, annotator=annotator, writer=self.saver.submit, engine=self.worker.submit)
         self._shown_mask = None  # (frame id, session id, mask version) on the canvas
         self._closed = False
+        self.owns_workspace = False  # True when opened from File > Open: closed with the window
+        self._rows: dict[int, list[QTableWidgetItem]] = {}  # frame id -> its row's items (sorting moves rows)
 
         self.canvas = Canvas(self)
-        self.setCentralWidget(self.canvas)
+        self.hint = QLabel(EMPTY_HINT)
+        self.hint.setWordWrap(True)
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.hint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.note_banner = QLabel()
+        self.note_banner.setWordWrap(True)
+        self.note_banner.setStyleSheet("background: #fff0a8; color: #000; padding: 6px; font-weight: bold;")
+        self.note_banner.hide()
+        central = QWidget()
+        box = QVBoxLayout(central)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.setSpacing(0)
+        for w in (self.hint, self.note_banner, self.canvas):
+            box.addWidget(w)
+        self.setCentralWidget(central)
         self.canvas.strokeFinished.connect(self.on_stroke)
         self.canvas.eraseFinished.connect(self.on_erase)
         self.canvas.activity.connect(self._on_activity)
@@ -81,9 +106,15 @@ class AnnotatorWindow(QMainWindow):
         self.autosave_timer.setInterval(AUTOSAVE_MS)
         self.autosave_timer.timeout.connect(self.controller.autosave)
         self.autosave_timer.start()
-        first = self.controller.next_todo() or (self.controller.frames[0] if self.controller.frames else None)
+        empty = self.ws.count_frames() == 0
+        self.hint.setVisible(empty)
+        self.canvas.setVisible(not empty)
+        first = self.controller.resume_frame()  # where the person stopped: the last frame edited
         if first is not None:
             self.open_frame(first.id)
+            zoom = self.ws.setting(ZOOM)
+            if zoom not in (None, "fit"):
+                self.canvas.zoom_by(float(zoom) / self.canvas.zoom())
 
     # -- layout ------------------------------------------------------------------------------------------------
     def _build_list_dock(self):
@@ -114,6 +145,9 @@ class AnnotatorWindow(QMainWindow):
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
+        # Click a header to sort by it; until then the rows keep the workspace's order (person, sequence, index).
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.table.horizontalHeader().setSortIndicatorShown(True)
         layout.addWidget(self.table)
         self.list_dock = QDockWidget("Frames", self)
         self.list_dock.setObjectName("frames_dock")
@@ -140,7 +174,15 @@ class AnnotatorWindow(QMainWindow):
         self.shortcut_actions: list[QAction] = []
         mb = self.menuBar()
         m = mb.addMenu("&File")
+        self._action(m, "Open workspace…", "Ctrl+O", self.choose_workspace)
+        self.recent_menu = m.addMenu("Recent workspaces")
+        self._fill_recent_menu()
+        m.addSeparator()
         self.act_save = self._action(m, "Save now", "Ctrl+S", self.controller.flush)
+        self._action(m, "Export masks as PNG…", None, lambda: self.export_masks("png"),
+                     tip="done and reviewed frames, as kbh export --format png")
+        self._action(m, "Export masks as COCO JSON…", None, lambda: self.export_masks("coco"),
+                     tip="done and reviewed frames, as kbh export --format coco")
         m.addSeparator()
         self._action(m, "Quit", "Ctrl+Q", self.close)
 
@@ -184,8 +226,16 @@ class AnnotatorWindow(QMainWindow):
         self._action(m, "Next frame in list", "PgDown", lambda: self.go_neighbour(1))
         self._action(m, "Previous frame in list", "PgUp", lambda: self.go_neighbour(-1))
         m.addSeparator()
-        self.act_done = self._action(m, "Mark done", "D", lambda: self.mark("done"))
+        self.act_done = self._action(m, "Mark done", "D", self.mark_done)
+        self.act_done_advances = self._action(m, "Mark done moves to the next frame to do", None,
+                                              self.set_done_advances, True)
         self.act_reviewed = self._action(m, "Mark reviewed", "R", lambda: self.mark("reviewed"))
+        m.addSeparator()
+        self.act_review_mode = self._action(m, "Review mode: step through done frames", "Ctrl+R",
+                                            self.set_review_mode, True)
+        self.act_accept = self._action(m, "Accept (reviewed) and next", "A", self.accept_and_next)
+        self.act_send_back = self._action(m, "Send back with a note…", "S", self.send_back_and_next)
+        m.addSeparator()
         self.act_propagate = self._action(m, "Propagate mask to next frame of sequence", "Ctrl+P", self.propagate)
         self.act_propagate.setIconText("Propagate")
 
@@ -256,8 +306,8 @@ class AnnotatorWindow(QMainWindow):
     # -- settings ----------------------------------------------------------------------------------------------
     def _restore_settings(self):
         s = self.settings
-        self.set_radius(float(s.value("brush/radius", 6.0)))
         self.set_opacity(float(s.value("view/opacity", 0.45)))
+        self.set_done_advances(str(s.value("frame/done_advances", "true")).lower() == "true")
         geometry, state = s.value("window/geometry"), s.value("window/state")
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -267,8 +317,10 @@ class AnnotatorWindow(QMainWindow):
             self.restoreState(state)
 
     def save_settings(self):
-        self.settings.setValue("brush/radius", self.canvas.radius)
         self.settings.setValue("view/opacity", self.canvas.opacity)
+        self.settings.setValue("frame/done_advances", "true" if self.act_done_advances.isChecked() else "false")
+        self._remember_zoom()
+        self._remember_recent()
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.settings.sync()
@@ -276,42 +328,68 @@ class AnnotatorWindow(QMainWindow):
     # -- the frame list ----------------------------------------------------------------------------------------
     def populate_list(self):
         frames = self.controller.frames
+        uncertainty = self.controller.uncertainties()
+        self.table.setColumnHidden(COLUMNS.index("Uncertainty"), not uncertainty)
+        self.table.setSortingEnabled(False)  # rows are filled in place; sorting resumes after
         self.table.blockSignals(True)
         self.table.setRowCount(len(frames))
+        self._rows: dict[int, list[QTableWidgetItem]] = {}
         for row, f in enumerate(frames):
-            self._fill_row(row, f)
+            self._fill_row(row, f, uncertainty.get(f.id))
         self.table.blockSignals(False)
+        self.table.setSortingEnabled(True)
         self._select_current_row()
         self.update_progress()
 
-    def _fill_row(self, row, f):
+    def _fill_row(self, row, f, uncertainty: float | None = None):
+        """Write frame `f` into table row `row` (its items are kept per frame id: sorting moves rows)."""
         session = self.controller.cached_session(f.id)
         status = session.status if session is not None else f.status
         n = len(session.strokes) if session is not None else f.n_strokes
-        values = (f.key, status.replace("_", " "), f.person_id, f.sequence_id, str(n), f"{f.seconds:.0f} s")
-        for col, text in enumerate(values):
-            item = self.table.item(row, col)
-            if item is None:
+        values = (f.key, status.replace("_", " "), f.person_id, f.sequence_id, n, round(f.seconds),
+                  uncertainty)
+        items = self._rows.get(f.id)
+        if items is None:
+            items = []
+            for col in range(len(COLUMNS)):
                 item = QTableWidgetItem()
                 self.table.setItem(row, col, item)
-            item.setText(text)
-            if col == 0:
-                item.setData(Qt.ItemDataRole.UserRole, f.id)
+                items.append(item)
+            items[0].setData(Qt.ItemDataRole.UserRole, f.id)
+            self._rows[f.id] = items
+        colour = QColor(STATUS_COLOURS.get(status, "#ffffff"))
+        for item, value in zip(items, values):
+            if isinstance(value, (int, float)):  # numbers sort as numbers
+                item.setData(Qt.ItemDataRole.DisplayRole, value)
+            elif value is not None or item.text():
+                item.setText("" if value is None else str(value))
+            item.setBackground(colour)
+            item.setForeground(QColor("#000000"))
 
     def _update_row(self, frame_id):
+        items = self._rows.get(frame_id)
         row = self.controller.row_of(frame_id)
-        if row is not None and row < self.table.rowCount():
-            self._fill_row(row, self.controller.frames[row])
+        if items is not None and row is not None:
+            sorting = self.table.isSortingEnabled()
+            self.table.setSortingEnabled(False)  # an edited value must not move the row under the person
+            pred = self.ws.prediction(frame_id) if not self.table.isColumnHidden(COLUMNS.index("Uncertainty")) \
+                else None
+            self._fill_row(items[0].row(), self.controller.frames[row], pred.uncertainty if pred else None)
+            self.table.setSortingEnabled(sorting)
+
+    def row_text(self, frame_id: int, column: str) -> str:
+        """What the list shows for a frame (tests and screenshots)."""
+        return self._rows[frame_id][COLUMNS.index(column)].text()
 
     def _select_current_row(self):
         cur = self.controller.current
-        row = self.controller.row_of(cur.id) if cur is not None else None
+        items = self._rows.get(cur.id) if cur is not None else None
         self.table.blockSignals(True)
-        if row is None:
+        if items is None:
             self.table.clearSelection()
         else:
-            self.table.selectRow(row)
-            self.table.scrollToItem(self.table.item(row, 0))
+            self.table.selectRow(items[0].row())
+            self.table.scrollToItem(items[0])
         self.table.blockSignals(False)
 
     def apply_filters(self):
@@ -330,6 +408,8 @@ class AnnotatorWindow(QMainWindow):
         rows = self.table.selectionModel().selectedRows()
         if rows:
             fid = self.table.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole)
+            if fid is None:
+                return
             if self.controller.current is None or fid != self.controller.current.id:
                 self.open_frame(fid)
 
@@ -338,11 +418,15 @@ class AnnotatorWindow(QMainWindow):
         if self.controller.cached_session(frame_id) is None:
             self.saver.wait_idle()  # it loads from the workspace: let queued writes land first
         previous = self.controller.current
+        if previous is not None and previous.id != frame_id:
+            self._remember_zoom()  # of the frame being left
         session = self.controller.open(frame_id)
         if previous is not None and previous.id != frame_id:
             self._update_row(previous.id)
         self.canvas.set_image(self.controller.image(frame_id))
+        self.set_radius(self.controller.brush_radius(self.controller.current), remember=False)
         self.refresh_canvas(session, force=True)
+        self._show_note(session)
         if session.needs_engine:
             self.controller.submit(session)
         self._select_current_row()
@@ -369,6 +453,114 @@ class AnnotatorWindow(QMainWindow):
         f = self.controller.neighbour(step)
         if f is not None:
             self.open_frame(f.id)
+
+    def _show_note(self, session: FrameSession) -> None:
+        if session.note:
+            self.note_banner.setText(f"Sent back by a reviewer: {session.note}")
+            self.statusBar().showMessage(f"note: {session.note}", 10000)
+        self.note_banner.setVisible(bool(session.note))
+
+    def _remember_zoom(self):
+        if self.controller.current is not None:
+            self.controller.remember(ZOOM, "fit" if self.canvas._fit_pending else f"{self.canvas.zoom():.6g}")
+
+    # -- review and workflow -------------------------------------------------------------------------------------
+    def set_done_advances(self, on: bool):
+        self.act_done_advances.setChecked(bool(on))
+
+    def mark_done(self):
+        """D: mark done, then (unless switched off in the Frame menu) open the next frame to do."""
+        self.mark("done")
+        if self.act_done_advances.isChecked():
+            self.go_todo(1)
+
+    def set_review_mode(self, on: bool):
+        self.controller.review_mode = bool(on)
+        self.act_review_mode.setChecked(bool(on))
+        self.statusBar().showMessage("review mode: N steps through done frames; A accepts, S sends back with a "
+                                     "note" if on else "review mode off", 6000)
+        if on and (self.session is None or self.session.status not in ("done",)):
+            self.go_todo(1)
+
+    def accept_and_next(self):
+        if self.edit(lambda s: s.accept()) is not None and self.controller.review_mode:
+            self.go_todo(1)
+
+    def ask_note(self) -> str | None:
+        from PySide6.QtWidgets import QInputDialog
+
+        text, ok = QInputDialog.getText(self, "Send back", "What needs fixing (shown to the next person):")
+        return text if ok else None
+
+    def send_back_and_next(self):
+        if self.session is None:
+            return
+        note = self.ask_note()
+        if note is None:
+            return
+        self.edit(lambda s: s.send_back(note))
+        self._show_note(self.session)
+        if self.controller.review_mode:
+            self.go_todo(1)
+
+    # -- workspaces ----------------------------------------------------------------------------------------------
+    def _recent(self) -> list[str]:
+        value = self.settings.value("recent/workspaces", [])
+        return [v for v in ([value] if isinstance(value, str) else list(value or [])) if v]
+
+    def _remember_recent(self):
+        here = str(Path(self.ws.root).resolve())
+        self.settings.setValue("recent/workspaces", [here] + [r for r in self._recent() if r != here][:MAX_RECENT - 1])
+
+    def _fill_recent_menu(self):
+        self.recent_menu.clear()
+        for path in self._recent():
+            act = self.recent_menu.addAction(path)
+            act.triggered.connect(lambda _=False, p=path: self.open_workspace(p))
+        self.recent_menu.setEnabled(bool(self._recent()))
+
+    def choose_workspace(self):
+        path = QFileDialog.getExistingDirectory(self, "Open a kbh workspace", str(Path(self.ws.root).parent))
+        if path:
+            self.open_workspace(path)
+
+    def open_workspace(self, path: str):
+        """Open another workspace in a new window; this one closes (everything saved) once it is up."""
+        try:
+            ws = Workspace.open(path)
+        except KbhError as e:
+            QMessageBox.warning(self, "Not opened", str(e))
+            return None
+        self._remember_recent()
+        win = AnnotatorWindow(ws, settings=self.settings, annotator=self.controller.annotator, engine=self.engine)
+        win.owns_workspace = True
+        win.show()
+        self.close()
+        return win
+
+    def export_masks(self, fmt: str, out: str | None = None):
+        """File > Export: the done and reviewed masks, as `kbh export` writes them."""
+        from kbh.export import export
+
+        if out is None:
+            start = str(Path(self.ws.root).parent / (f"{Path(self.ws.root).name}_masks" +
+                                                     (".json" if fmt == "coco" else "")))
+            out = (QFileDialog.getSaveFileName(self, "Export COCO JSON", start, "JSON (*.json)")[0] if fmt == "coco"
+                   else QFileDialog.getExistingDirectory(self, "Export PNG masks into", str(Path(start).parent)))
+            if not out:
+                return None
+        self.controller.flush()
+        self.saver.wait_idle()
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            n = export(self.ws, Path(out), fmt, progress=False)
+        except KbhError as e:
+            QMessageBox.warning(self, "Not exported", str(e))
+            return None
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.statusBar().showMessage(f"exported {n} masks to {out}", 8000)
+        return n
 
     # -- edits -------------------------------------------------------------------------------------------------
     def edit(self, make_change):
@@ -557,6 +749,8 @@ class AnnotatorWindow(QMainWindow):
         self.worker.stop()
         self.saver.stop(drain=True)
         self._closed = True
+        if self.owns_workspace:
+            self.ws.close()
         super().closeEvent(event)
 
     # -- view settings -----------------------------------------------------------------------------------------
@@ -564,13 +758,16 @@ class AnnotatorWindow(QMainWindow):
         self.canvas.set_tool(tool)
         {"foreground": self.act_fg, "background": self.act_bg, "eraser": self.act_eraser}[tool].setChecked(True)
 
-    def set_radius(self, radius: float):
+    def set_radius(self, radius: float, remember: bool = True):
+        """The brush radius in image pixels; the person's choice is kept with the workspace as a fraction of the
+        frame's diagonal, so it looks the same on every frame size."""
         self.canvas.set_radius(radius)
+        if remember and self.controller.current is not None:
+            self.controller.set_brush_radius(self.canvas.radius, self.controller.current)
         if abs(self.radius_box.value() - self.canvas.radius) > 1e-6:
             self.radius_box.blockSignals(True)
             self.radius_box.setValue(self.canvas.radius)
             self.radius_box.blockSignals(False)
-        self.settings.setValue("brush/radius", self.canvas.radius)
 
     def set_opacity(self, value: float):
         self.canvas.set_opacity(value)

@@ -306,3 +306,36 @@ def test_next_follows_the_uncertainty_queue_when_asked(ws):
     assert c.next_todo().id == frames[1].id  # then the next most uncertain, never the open frame
     c.set_filter(person="p1")  # the queue respects the list's filter
     assert c.next_todo().id == frames[1].id and frames[3].person_id == "p2"
+
+
+def test_undo_and_redo_after_reopening(ws):
+    """The history is kept with the frame: a reopened frame undoes step by step, in a new process too."""
+    from annotator.history import MAX_STEPS, decode, encode
+
+    frame = ws.frames()[0]
+    s = FrameSession.load(ws, frame)
+    masks = [s.mask.copy()]
+    for k, stroke in enumerate([Stroke(1, 2, ((10, 10), (20, 12))), Stroke(0, 2, ((2, 2),)),
+                                Stroke(1, 2, ((30, 20),))]):
+        s.add_stroke(stroke)
+        mask = masks[-1].copy()
+        mask[5 + 5 * k:10 + 5 * k, 5:25] = 1 - mask[5 + 5 * k:10 + 5 * k, 5:25]
+        s.apply_result(s.generation, mask)
+        masks.append(s.mask.copy())
+    s.set_status("done")
+    s.undo()  # a redo step is kept too
+    assert s.save(ws, "ann")
+    again = FrameSession.load(Workspace.open(ws.root), frame.id)
+    assert again.undo_count == 3 and again.redo_text == "Mark done" and again.status == "in_progress"
+    again.redo()
+    assert again.status == "done"
+    again.undo()
+    for expected in reversed(masks[:-1]):
+        change = again.undo()
+        assert change is not None and np.array_equal(again.mask, expected) and again.settled
+    assert again.undo() is None and again.strokes == []
+    # a history that does not lead to the stored state (edited elsewhere) is not restored
+    blob = encode(s._undo, s._redo, s.strokes, s.status)
+    assert decode(blob, s.strokes, s.status) is not None and decode(blob, s.strokes[:1], s.status) is None
+    assert decode(b"garbage", s.strokes, s.status) is None
+    assert MAX_STEPS >= 1000
