@@ -1,7 +1,8 @@
 """The drawing canvas: the image, the mask overlay and its contour, the strokes, and a brush cursor.
 
 A QGraphicsView: wheel zooms about the pointer, the middle button (or Alt + left) pans, the left button draws
-with the current tool (foreground, background, eraser) and the right button draws background. Overlays are
+with the current tool (foreground or background hints, eraser, paint, polygon) and the right button draws
+background (a background hint, background paint, or a background polygon). Overlays are
 QPixmaps built with numpy in one pass, so a 1280x720 frame redraws in milliseconds. The canvas holds no
 annotation state; it reports finished strokes and eraser paths as signals, in image pixel coordinates.
 
@@ -20,15 +21,18 @@ from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen, 
 from PySide6.QtWidgets import (QGraphicsEllipseItem, QGraphicsPathItem, QGraphicsPixmapItem, QGraphicsScene,
                                QGraphicsView)
 
-from kbh.strokes import BACKGROUND, FOREGROUND, Stroke
+from kbh.strokes import BACKGROUND, FOREGROUND, PAINT, POLYGON, SCRIBBLE, Stroke
 
 from .qtcompat import immortalize_singletons
 
 immortalize_singletons()  # PySide6 6.12 on Python 3.11 leaks references to None/True/False
 
-TOOLS = ("foreground", "background", "eraser")
+TOOLS = ("foreground", "background", "eraser", "paint", "polygon")
 FG_COLOR = QColor(40, 220, 60, 200)
 BG_COLOR = QColor(235, 50, 50, 200)
+PAINT_FG_COLOR = QColor(0, 230, 230, 200)  # direct edits look different from the engine's hints
+PAINT_BG_COLOR = QColor(230, 0, 230, 200)
+CLOSE_PX = 8  # a click this close (screen pixels) to a polygon's first vertex closes it
 ERASER_COLOR = QColor(255, 255, 255, 150)
 MASK_RGB = (30, 144, 255)  # fill of the mask overlay
 CONTOUR_RGB = (255, 230, 0)
@@ -58,7 +62,7 @@ def overlay_pixmap(values: np.ndarray, opacity: float) -> QPixmap:
     return QPixmap.fromImage(img)  # converts (copies) now, while `values` is alive
 
 
-def stroke_path(points) -> QPainterPath:
+def stroke_path(points, closed: bool = False) -> QPainterPath:
     """Scene path through image pixel centres (pixel (x, y) covers [x, x+1) x [y, y+1) in the scene)."""
     path = QPainterPath()
     if not points:
@@ -69,7 +73,16 @@ def stroke_path(points) -> QPainterPath:
         path.lineTo(x0 + 0.5001, y0 + 0.5)  # a dot: a zero-length segment still gets round caps
     for x, y in points[1:]:
         path.lineTo(x + 0.5, y + 0.5)
+    if closed:
+        path.closeSubpath()
     return path
+
+
+def stroke_colour(kind: str, label: int) -> QColor:
+    """Hints green (hand) and red (background); direct edits, which set pixels themselves, cyan and magenta."""
+    if kind == "scribble":
+        return FG_COLOR if label == FOREGROUND else BG_COLOR
+    return PAINT_FG_COLOR if label == FOREGROUND else PAINT_BG_COLOR
 
 
 def stroke_pen(color: QColor, radius: float) -> QPen:
@@ -118,6 +131,8 @@ class Canvas(QGraphicsView):
         self._cursor.setVisible(False)
         self.scene().addItem(self._cursor)
         self._drawing: str | None = None  # tool of the stroke under way
+        self._polygon: list[tuple[float, float]] = []  # vertices of the polygon under way
+        self._polygon_label = FOREGROUND
         self._points: list[tuple[float, float]] = []
         self._pan_from: QPointF | None = None
         self._fit_pending = True
@@ -149,8 +164,13 @@ class Canvas(QGraphicsView):
             self.scene().removeItem(item)
         self._strokes_items = []
         for s in strokes:
-            item = QGraphicsPathItem(stroke_path(s.points))
-            item.setPen(stroke_pen(FG_COLOR if s.label == FOREGROUND else BG_COLOR, s.radius))
+            item = QGraphicsPathItem(stroke_path(s.points, closed=s.kind == POLYGON))
+            if s.kind == POLYGON:
+                pen = QPen(stroke_colour(s.kind, s.label), 2, Qt.PenStyle.DashLine)
+                pen.setCosmetic(True)  # 2 screen pixels at any zoom
+                item.setPen(pen)
+            else:
+                item.setPen(stroke_pen(stroke_colour(s.kind, s.label), s.radius))
             item.setZValue(4)
             item.setVisible(self._overlay_visible)
             self.scene().addItem(item)
@@ -179,6 +199,8 @@ class Canvas(QGraphicsView):
     def set_tool(self, tool: str) -> None:
         if tool not in TOOLS:
             raise ValueError(f"unknown tool {tool!r}")
+        if tool != "polygon":
+            self.cancel_polygon()
         self.tool = tool
         self._update_cursor()
 
@@ -234,7 +256,15 @@ class Canvas(QGraphicsView):
             return
         if self._image_shape is None or button not in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
             return
-        self._drawing = "background" if button == Qt.MouseButton.RightButton else self.tool
+        right = button == Qt.MouseButton.RightButton
+        if self.tool == "polygon":
+            self._polygon_click(self.image_point(event.position()), event.position(), BACKGROUND if right else
+                                FOREGROUND)
+            return
+        if self.tool == "paint":
+            self._drawing = "paint_bg" if right else "paint_fg"
+        else:
+            self._drawing = "background" if right else self.tool
         self._points = [self.image_point(event.position())]
         self._live.setPen(self._pen_for(self._drawing))
         self._live.setPath(stroke_path(self._points))
@@ -273,8 +303,53 @@ class Canvas(QGraphicsView):
         if tool == "eraser":
             self.eraseFinished.emit(points, self.radius)
         else:
-            label = FOREGROUND if tool == "foreground" else BACKGROUND
-            self.strokeFinished.emit(Stroke(label, self.radius, tuple(points)))
+            label = FOREGROUND if tool in ("foreground", "paint_fg") else BACKGROUND
+            kind = PAINT if tool.startswith("paint") else SCRIBBLE
+            self.strokeFinished.emit(Stroke(label, self.radius, tuple(points), kind))
+
+    # -- polygon tool --------------------------------------------------------------------------------------------
+    def _polygon_click(self, point, view_pos, label: int) -> None:
+        """A vertex; a click near the first vertex (or Enter, or a double click) closes the polygon."""
+        if self._polygon and (view_pos - self.mapFromScene(QPointF(self._polygon[0][0] + 0.5,
+                                                                   self._polygon[0][1] + 0.5))).manhattanLength() \
+                <= CLOSE_PX and len(self._polygon) >= 3:
+            self.finish_polygon()
+            return
+        if not self._polygon:
+            self._polygon_label = label
+        h, w = self._image_shape
+        self._polygon.append((min(max(point[0], 0.0), w - 1.0), min(max(point[1], 0.0), h - 1.0)))
+        pen = QPen(stroke_colour(POLYGON, self._polygon_label), 2, Qt.PenStyle.DashLine)
+        pen.setCosmetic(True)
+        self._live.setPen(pen)
+        self._live.setPath(stroke_path(self._polygon))
+        self._live.setVisible(True)
+
+    def finish_polygon(self) -> None:
+        vertices, label = self._polygon, self._polygon_label
+        self._polygon = []
+        self._live.setVisible(False)
+        if len(vertices) >= 3:
+            self.strokeFinished.emit(Stroke(label, 1.0, tuple(vertices), POLYGON))
+
+    def cancel_polygon(self) -> None:
+        self._polygon = []
+        self._live.setVisible(False)
+
+    def mouseDoubleClickEvent(self, event):
+        if self.tool == "polygon" and self._polygon:
+            self.finish_polygon()
+            return
+        super().mouseDoubleClickEvent(event)
+
+    def keyPressEvent(self, event):
+        if self.tool == "polygon" and self._polygon and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.finish_polygon()
+            return
+        if self._polygon and event.key() == Qt.Key.Key_Escape:
+            self.cancel_polygon()
+            return
+        super().keyPressEvent(event)
 
     def leaveEvent(self, event):
         self._cursor.setVisible(False)
@@ -292,7 +367,8 @@ class Canvas(QGraphicsView):
         self._live.setVisible(False)
 
     def _pen_for(self, tool: str) -> QPen:
-        color = {"foreground": FG_COLOR, "background": BG_COLOR, "eraser": ERASER_COLOR}[tool]
+        color = {"foreground": FG_COLOR, "background": BG_COLOR, "eraser": ERASER_COLOR, "paint_fg": PAINT_FG_COLOR,
+                 "paint_bg": PAINT_BG_COLOR}[tool]
         return stroke_pen(color, self.radius)
 
     def _update_cursor(self):
@@ -300,5 +376,6 @@ class Canvas(QGraphicsView):
         if not r.isNull():
             c = r.center()
             self._cursor.setRect(QRectF(c.x() - self.radius, c.y() - self.radius, 2 * self.radius, 2 * self.radius))
-        color = {"foreground": FG_COLOR, "background": BG_COLOR, "eraser": ERASER_COLOR}[self.tool]
+        color = {"foreground": FG_COLOR, "background": BG_COLOR, "eraser": ERASER_COLOR, "paint": PAINT_FG_COLOR,
+                 "polygon": PAINT_FG_COLOR}[self.tool]
         self._cursor.setBrush(QBrush(QColor(color.red(), color.green(), color.blue(), 60)))

@@ -14,6 +14,7 @@ from collections import Counter, OrderedDict
 import numpy as np
 
 from kbh.errors import KbhError
+from kbh.strokes import scribbles
 from kbh.workspace import HUMAN_STATUSES, LABELED_STATUSES, STATUSES, Frame, Workspace
 
 from .session import PROPAGATED_MODEL, Change, FrameSession
@@ -286,9 +287,9 @@ class Controller:
         return "save"
 
     def submit(self, session: FrameSession) -> None:
-        if self.engine is not None:
-            self.engine(session.frame_id, session.generation, list(session.strokes), self.image(session.frame_id),
-                        session.prior)
+        if self.engine is not None:  # the engine sees the hints; the session draws the direct edits over its mask
+            self.engine(session.frame_id, session.generation, scribbles(session.strokes),
+                        self.image(session.frame_id), session.prior)
 
     def take_result(self, frame_id: int, generation: int, mask: np.ndarray) -> bool:
         """The engine's mask for `generation` of a frame: applied and saved; False if stale or forgotten."""

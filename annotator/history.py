@@ -24,11 +24,11 @@ FORMAT = 1
 
 
 def _stroke(s: Stroke) -> list:
-    return [int(s.label), float(s.radius), [list(p) for p in s.points]]
+    return [int(s.label), float(s.radius), [list(p) for p in s.points], s.kind]
 
 
 def _unstroke(v) -> Stroke:
-    return Stroke(int(v[0]), float(v[1]), tuple(tuple(p) for p in v[2]))
+    return Stroke(int(v[0]), float(v[1]), tuple(tuple(p) for p in v[2]), v[3] if len(v) > 3 else "scribble")
 
 
 def encode(undo: list[Change], redo: list[Change], strokes: list[Stroke], status: str) -> bytes:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kbh.strokes import Stroke, draw_stroke
+from kbh.strokes import Stroke, compose, draw_stroke, scribbles, split_by_eraser
 from kbh.workspace import HUMAN_STATUSES, Frame, Workspace
 
 IDLE_CAP_S = 30.0  # a pause longer than this counts as this long: the person was away, not annotating
@@ -159,7 +159,7 @@ class FrameSession:
 
     @property
     def needs_engine(self) -> bool:
-        return not self.settled and bool(self.strokes)
+        return not self.settled and bool(scribbles(self.strokes))
 
     def can_undo(self) -> bool:
         return bool(self._undo)
@@ -182,6 +182,10 @@ class FrameSession:
 
     @property
     def source(self) -> str:
+        """Where the mask comes from: "manual" once a direct edit (paint, polygon) is in it, else the starting
+        mask's origin (model, propagated, import), else "grabcut"."""
+        if any(s.direct for s in self.strokes):
+            return "manual"
         return self.origin or "grabcut"
 
     def history_nbytes(self) -> int:
@@ -189,32 +193,36 @@ class FrameSession:
 
     # -- edits (each returns the Change it made, already applied, or None when nothing changed) ----------------
     def add_stroke(self, stroke: Stroke) -> Change:
-        change = Change("Foreground stroke" if stroke.label else "Background stroke",
+        """A scribble (the engine decides the mask) or a direct edit (paint, polygon: it sets pixels itself, over
+        the engine's mask). Either way the mask is recomputed from the stroke list (kbh.strokes.compose)."""
+        what = {"scribble": "stroke", "paint": "paint", "polygon": "polygon"}[stroke.kind]
+        change = Change(f"{'Foreground' if stroke.label else 'Background'} {what}",
                         added=((len(self.strokes), stroke),), settled=False)
         if self.status in ("unlabeled", "prelabeled"):
             change.status = (self.status, "in_progress")  # the first stroke starts the work
         return self._do(change)
 
     def erase(self, points, radius: float) -> Change | None:
-        """Remove every stroke whose footprint touches the eraser path (points in image pixels)."""
+        """Erase under the eraser path (points in image pixels): the parts of strokes it crosses go, the rest of
+        each stroke stays (a polygon it touches goes whole)."""
         if not self.strokes or not len(points):
             return None
         eraser = np.zeros(self.mask.shape, np.uint8)
         draw_stroke(eraser, Stroke(0, radius, tuple(points)), 1)
-        hit = []
-        scratch = np.zeros(self.mask.shape, np.uint8)
+        eraser = eraser.astype(bool)
+        removed, after = [], []
         for i, s in enumerate(self.strokes):
-            scratch[:] = 0
-            draw_stroke(scratch, s, 1)
-            if np.any(scratch & eraser):
-                hit.append((i, s))
-        if not hit:
+            pieces = split_by_eraser(s, eraser)
+            if pieces is None:
+                after.append((s, False))
+            else:
+                removed.append((i, s))
+                after += [(p, True) for p in pieces]
+        if not removed:
             return None
-        change = Change(f"Erase {len(hit)} stroke" + ("s" if len(hit) > 1 else ""), removed=tuple(hit),
-                        settled=False)
-        if len(hit) == len(self.strokes):  # nothing left to run GrabCut on: back to the starting mask
-            change.mask, change.settled = MaskDiff.between(self.mask, self.initial_mask), True
-        return self._do(change)
+        added = tuple((j, s) for j, (s, new) in enumerate(after) if new)
+        return self._do(Change(f"Erase from {len(removed)} stroke" + ("s" if len(removed) > 1 else ""),
+                               removed=tuple(removed), added=added, settled=False))
 
     def reset(self) -> Change | None:
         """Drop every stroke and go back to the starting mask (the pre-annotation, or empty). A finished frame
@@ -254,6 +262,12 @@ class FrameSession:
 
     def _do(self, change: Change) -> Change:
         self._apply(change, forward=True)
+        if change.touches_strokes and not scribbles(self.strokes) and not change.settled:
+            # No hint left for the engine: the mask is the starting mask with the direct edits, known now.
+            change.mask = MaskDiff.between(self.mask, compose(self.initial_mask, self.strokes))
+            change.mask.apply(self.mask)
+            change.settled = True
+            self.mask_version += 1
         self._undo.append(change)
         self._redo.clear()
         return change
@@ -298,6 +312,7 @@ class FrameSession:
         mask = np.asarray(mask, dtype=np.uint8)
         if mask.shape != self.mask.shape:
             raise ValueError(f"engine mask {mask.shape} for a frame of {self.mask.shape}")
+        mask = compose(mask, self.strokes)  # the direct edits over the engine's mask
         owner = next((c for c in reversed(self._undo) if c.owns_mask), None)
         if owner is None:  # strokes loaded without a mask: the base state gets its mask
             if self.base_settled:

@@ -196,11 +196,19 @@ class AnnotatorWindow(QMainWindow):
         group = QActionGroup(self)
         self.act_fg = self._action(m, "Foreground brush (hand)", "F", lambda: self.set_tool("foreground"), True)
         self.act_bg = self._action(m, "Background brush", "B", lambda: self.set_tool("background"), True)
-        self.act_eraser = self._action(m, "Eraser (removes strokes)", "E", lambda: self.set_tool("eraser"), True)
-        for act in (self.act_fg, self.act_bg, self.act_eraser):
+        self.act_eraser = self._action(m, "Eraser (removes the parts of strokes it crosses)", "E",
+                                       lambda: self.set_tool("eraser"), True)
+        self.act_paint = self._action(m, "Paint the mask directly (left hand, right background)", "M",
+                                      lambda: self.set_tool("paint"), True,
+                                      tip="for places the engine cannot get: sets pixels over its mask")
+        self.act_polygon = self._action(m, "Polygon (click vertices; Enter, double click or the first vertex "
+                                           "closes; right button: background)", "L",
+                                        lambda: self.set_tool("polygon"), True)
+        for act in (self.act_fg, self.act_bg, self.act_eraser, self.act_paint, self.act_polygon):
             group.addAction(act)
         self.act_fg.setChecked(True)
-        for act, short in ((self.act_fg, "Hand"), (self.act_bg, "Background"), (self.act_eraser, "Eraser")):
+        for act, short in ((self.act_fg, "Hand"), (self.act_bg, "Background"), (self.act_eraser, "Eraser"),
+                           (self.act_paint, "Paint"), (self.act_polygon, "Polygon")):
             act.setIconText(short)  # toolbar label; the menu keeps the long text
         m.addSeparator()
         self._action(m, "Larger brush", "]", lambda: self.set_radius(self.canvas.radius * 1.25))
@@ -264,7 +272,7 @@ class AnnotatorWindow(QMainWindow):
     def _build_toolbar(self):
         tb = QToolBar("Tools", self)
         tb.setObjectName("tools_toolbar")
-        for act in (self.act_fg, self.act_bg, self.act_eraser):
+        for act in (self.act_fg, self.act_bg, self.act_eraser, self.act_paint, self.act_polygon):
             tb.addAction(act)
         tb.addSeparator()
         tb.addWidget(QLabel(" Brush radius "))
@@ -756,7 +764,8 @@ class AnnotatorWindow(QMainWindow):
     # -- view settings -----------------------------------------------------------------------------------------
     def set_tool(self, tool: str):
         self.canvas.set_tool(tool)
-        {"foreground": self.act_fg, "background": self.act_bg, "eraser": self.act_eraser}[tool].setChecked(True)
+        {"foreground": self.act_fg, "background": self.act_bg, "eraser": self.act_eraser, "paint": self.act_paint,
+         "polygon": self.act_polygon}[tool].setChecked(True)
 
     def set_radius(self, radius: float, remember: bool = True):
         """The brush radius in image pixels; the person's choice is kept with the workspace as a fraction of the
@@ -818,7 +827,15 @@ class HelpDialog(QDialog):
                        "<b>Engine</b> menu: <b>GrabCut</b> (built in, the default), a trained <b>Model…</b> "
                        "(a checkpoint of <tt>kbh train --interactive</tt>), or <b>Model + GrabCut…</b> (the model's "
                        "mask starts GrabCut); the status bar shows which one runs. "
-                       "Switching runs the open frame's strokes again with the new engine (undo goes back).")
+                       "Switching runs the open frame's strokes again with the new engine (undo goes back).<br>"
+                       "Where the engine cannot get it right, <b>Paint</b> (M) and <b>Polygon</b> (L) set mask "
+                       "pixels directly, over the engine's mask (the frame's source becomes <i>manual</i>); the "
+                       "<b>Eraser</b> removes the parts of strokes it crosses. Every change is undoable, also after "
+                       "the frame is reopened.<br><b>Propagate</b> (Ctrl+P) starts the next frame of the sequence "
+                       "from this frame's mask and leaves this frame's status as it is; <b>D</b> marks done and "
+                       "moves to the next frame to do (switch that off in the Frame menu). <b>Review mode</b> "
+                       "(Ctrl+R) steps through done frames: <b>A</b> accepts, <b>S</b> sends back with a note "
+                       "that the next person sees.")
         intro.setWordWrap(True)
         layout.addWidget(intro)
         table = QTableWidget(len(rows), 2)

@@ -40,7 +40,7 @@ SCHEMA_VERSION = 2  # 2: annotations.note, history (issue 10); version 1 workspa
 STATUSES = ("unlabeled", "prelabeled", "in_progress", "done", "reviewed")
 HUMAN_STATUSES = ("in_progress", "done", "reviewed")  # a person has worked on the frame: never overwrite
 LABELED_STATUSES = ("done", "reviewed")  # eligible for shards
-SOURCES = ("grabcut", "import", "model", "propagated")
+SOURCES = ("grabcut", "import", "model", "propagated", "manual")  # manual: direct paint/polygon edits in the mask
 # The KBH table's attributes; free-form key=value is allowed besides these.
 SEQUENCE_ATTRIBUTES = ("desk", "desk_position", "keyboard", "lighting", "objects_on_desk")
 PERSON_ATTRIBUTES = ("bracelet", "watch", "skin_tone", "tattoo", "nail_polish", "rings")
@@ -91,7 +91,8 @@ CREATE TABLE IF NOT EXISTS strokes (
     ord INTEGER NOT NULL,
     label INTEGER NOT NULL,
     radius REAL NOT NULL,
-    points TEXT NOT NULL
+    points TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'scribble'
 );
 CREATE INDEX IF NOT EXISTS strokes_by_frame ON strokes(frame_id, ord);
 CREATE TABLE IF NOT EXISTS predictions (
@@ -353,6 +354,8 @@ class Workspace:
             columns = {r[1] for r in c.execute("PRAGMA table_info(annotations)")}
             if "note" not in columns:
                 c.execute("ALTER TABLE annotations ADD COLUMN note TEXT")
+            if "kind" not in {r[1] for r in c.execute("PRAGMA table_info(strokes)")}:
+                c.execute("ALTER TABLE strokes ADD COLUMN kind TEXT NOT NULL DEFAULT 'scribble'")
             c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     # -- settings that travel with the workspace (the annotator's place, brush size) ---------------------------
@@ -512,10 +515,13 @@ class Workspace:
         return None if rel is None else read_mask_png(self.root / rel)
 
     def strokes(self, frame_id: int) -> list[Stroke]:
-        rows = self.conn.execute(
-            "SELECT label, radius, points FROM strokes WHERE frame_id = ? ORDER BY ord", (int(frame_id),)
-        )
-        return [Stroke(int(l), float(r), tuple(tuple(p) for p in json.loads(p))) for l, r, p in rows]
+        try:
+            rows = self.conn.execute("SELECT label, radius, points, kind FROM strokes WHERE frame_id = ? ORDER BY ord",
+                                     (int(frame_id),)).fetchall()
+        except KbhError:  # a version-1 workspace opened read-only: scribbles only
+            rows = [(*r, "scribble") for r in self.conn.execute(
+                "SELECT label, radius, points FROM strokes WHERE frame_id = ? ORDER BY ord", (int(frame_id),))]
+        return [Stroke(int(lb), float(r), tuple(tuple(p) for p in json.loads(pts)), k) for lb, r, pts, k in rows]
 
     def save_annotation(self, frame_id: int, *, mask: np.ndarray | None = None, strokes: list[Stroke] | None = None,
                         status: str | None = None, source: str | None = None, annotator: str | None = None,
@@ -552,8 +558,8 @@ class Workspace:
             if strokes is not None:
                 c.execute("DELETE FROM strokes WHERE frame_id = ?", (frame.id,))
                 c.executemany(
-                    "INSERT INTO strokes (frame_id, ord, label, radius, points) VALUES (?, ?, ?, ?, ?)",
-                    [(frame.id, i, s.label, s.radius, json.dumps([list(p) for p in s.points]))
+                    "INSERT INTO strokes (frame_id, ord, label, radius, points, kind) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(frame.id, i, s.label, s.radius, json.dumps([list(p) for p in s.points]), s.kind)
                      for i, s in enumerate(strokes)],
                 )
                 sets.append("strokes = ?")

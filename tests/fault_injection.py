@@ -10,7 +10,8 @@ complete run takes:
 - `kbh split` into a new folder: afterwards the folder is absent (old) or a complete split that verifies (new).
 - `kbh split --overwrite` over an existing split: the folder verifies with the old manifest id or the new one.
 - an annotator session (the real window, offscreen) drawing strokes on frame after frame: every frame's stored
-  mask is exactly what GrabCut gives for its stored strokes (the mask never runs ahead of or behind its strokes).
+  mask is exactly what its stored strokes give (GrabCut of the scribbles, then the direct edits): the mask never
+  runs ahead of or behind its strokes.
 For every split folder a kill leaves (the target and any staging folder beside it), the at-open check that
 `kbh train` and `kbh eval` run must refuse it exactly when `kbh verify` does.
 The test suite runs this at 20 kills each (tests/test_fault_injection.py); figures go in benchmarks/RESULTS.md.
@@ -280,6 +281,7 @@ while True:  # until killed: strokes on this frame, now and then the next frame
 
 def annotator_state(root: Path) -> tuple[str, int]:
     from kbh.engines import engine_factory
+    from kbh.strokes import compose, scribbles
     from kbh.workspace import Workspace
 
     grabcut = engine_factory("grabcut")
@@ -294,7 +296,7 @@ def annotator_state(root: Path) -> tuple[str, int]:
                 continue
             n += 1
             stored = ws.mask(f)
-            expected = grabcut(ws.image(f), None).update(strokes)
+            expected = compose(grabcut(ws.image(f), None).update(scribbles(strokes)), strokes)
             if stored is None or not np.array_equal(stored, expected):
                 return f"MIXED: frame {f.key}: stored mask is not GrabCut of its {len(strokes)} stored strokes", n
     return "consistent", n

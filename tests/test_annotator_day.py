@@ -160,3 +160,78 @@ def test_recent_workspaces_and_opening_another(qtbot, open_window, ws_path, tmp_
     assert str(ws_path.resolve()) in other._recent()
     other.close()
     other.worker.stop()
+
+
+def click(qtbot, win, x, y, button=Qt.MouseButton.LeftButton):
+    from tests.test_annotator_gui import view_pos
+
+    qtbot.mouseClick(win.canvas.viewport(), button, pos=view_pos(win, x, y))
+
+
+def test_paint_tool_sets_pixels_and_undoes_after_reopening(qtbot, open_window, ws_path):
+    win = open_window(ws_path)
+    draw(qtbot, win, [(30, 28), (40, 30)])  # a hint: the engine's mask
+    wait_saved(qtbot, win)
+    engine_mask = win.session.mask.copy()
+    win.act_paint.trigger()
+    win.set_radius(3)
+    draw(qtbot, win, [(5, 50), (15, 50)])  # paints hand where the engine said background
+    wait_saved(qtbot, win)
+    s = win.session
+    assert s.strokes[-1].kind == "paint" and s.mask[50, 10] == 1 and engine_mask[50, 10] == 0
+    assert win.ws.frame(s.frame_id).source == "manual"
+    fid = s.frame_id
+    close(win)
+    again = open_window(ws_path)
+    again.open_frame(fid)
+    assert again.session.mask[50, 10] == 1 and again.act_undo.text() == "Undo Foreground paint"
+    again.act_undo.trigger()
+    wait_saved(qtbot, again)
+    assert np.array_equal(again.session.mask, engine_mask) and again.ws.frame(fid).source == "grabcut"
+
+
+def test_polygon_tool_and_undo_after_reopening(qtbot, open_window, ws_path):
+    win = open_window(ws_path)
+    win.act_polygon.trigger()
+    for x, y in ((5, 5), (25, 5), (25, 20), (5, 20)):
+        click(qtbot, win, x, y)
+    click(qtbot, win, 5, 5)  # back on the first vertex: closed
+    wait_saved(qtbot, win)
+    s = win.session
+    assert s.strokes[-1].kind == "polygon" and len(s.strokes[-1].points) == 4
+    assert s.mask[8:18, 8:22].all() and s.status == "in_progress"
+    for x, y in ((40, 40), (55, 40), (55, 55)):
+        click(qtbot, win, x, y, Qt.MouseButton.RightButton)  # a background polygon, closed with Enter
+    qtbot.keyClick(win.canvas, Qt.Key.Key_Return)
+    wait_saved(qtbot, win)
+    assert s.strokes[-1].label == 0 and len(s.strokes) == 2
+    fid = s.frame_id
+    close(win)
+    again = open_window(ws_path)
+    again.open_frame(fid)
+    assert again.session.undo_text == "Background polygon"
+    again.act_undo.trigger()
+    again.act_undo.trigger()
+    wait_saved(qtbot, again)
+    assert again.session.strokes == [] and not again.session.mask[8:18, 8:22].any()
+
+
+def test_the_eraser_cuts_strokes_and_undoes_after_reopening(qtbot, open_window, ws_path):
+    win = open_window(ws_path)
+    draw(qtbot, win, [(30, 28), (40, 30)])
+    wait_saved(qtbot, win)
+    draw(qtbot, win, [(5, 50), (40, 50)], button=Qt.MouseButton.RightButton)
+    wait_saved(qtbot, win)
+    win.act_eraser.trigger()
+    win.set_radius(2)
+    draw(qtbot, win, [(20, 46), (20, 54)])  # across the middle of the background stroke
+    wait_saved(qtbot, win)
+    assert [st.label for st in win.session.strokes] == [1, 0, 0]
+    fid = win.session.frame_id
+    close(win)
+    again = open_window(ws_path)
+    again.open_frame(fid)
+    assert again.session.undo_text == "Erase from 1 stroke"
+    again.act_undo.trigger()
+    wait_saved(qtbot, again)
+    assert [st.label for st in again.session.strokes] == [1, 0] and again.ws.frame(fid).n_strokes == 2

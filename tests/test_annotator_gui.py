@@ -166,9 +166,13 @@ def test_tools_view_filters_help_and_settings(qtbot, open_window, ws_path):
     wait_saved(qtbot, win)
     win.act_eraser.trigger()
     assert win.canvas.tool == "eraser"
-    draw(qtbot, win, [(12, 3), (12, 8)])  # crosses the background stroke only
+    draw(qtbot, win, [(12, 3), (12, 8)])  # crosses the background stroke only: it is cut in two
     wait_saved(qtbot, win)
-    assert [st.label for st in s.strokes] == [1]
+    assert [st.label for st in s.strokes] == [1, 0, 0]
+    left, right = s.strokes[1], s.strokes[2]
+    assert max(x for x, _ in left.points) < 12 < min(x for x, _ in right.points)
+    assert min(x for x, _ in left.points) == pytest.approx(5, abs=1) and max(x for x, _ in right.points) == \
+        pytest.approx(20, abs=1)
     win.act_undo.trigger()
     wait_saved(qtbot, win)
     assert [st.label for st in s.strokes] == [1, 0]

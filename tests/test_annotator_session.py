@@ -11,7 +11,7 @@ from annotator.controller import Controller
 from annotator.session import IDLE_CAP_S, PROPAGATED_MODEL, FrameSession, MaskDiff
 from kbh.errors import KbhError
 from kbh.imageio import sha256_bytes
-from kbh.strokes import BACKGROUND, FOREGROUND, Stroke, rasterize
+from kbh.strokes import BACKGROUND, FOREGROUND, Stroke, rasterize, scribbles
 from kbh.workspace import Workspace
 from tests.helpers import blob_image
 
@@ -61,7 +61,7 @@ def bg(*pts, r=3.0):
 def run_engine(session, image):
     """What the GUI's worker does, synchronously: compute the current stroke list and hand the result back."""
     assert session.needs_engine
-    return session.apply_result(session.generation, fake_engine(image).update(session.strokes))
+    return session.apply_result(session.generation, fake_engine(image).update(scribbles(session.strokes)))
 
 
 @pytest.fixture
@@ -144,8 +144,12 @@ def test_erase_reset_and_status_are_undoable(ws):
         run_engine(s, image)
     before = s.mask.copy()
     assert s.erase([(100, 100)], 2) is None  # off every stroke: nothing to do
-    change = s.erase([(10, 8), (12, 8)], 3)  # touches the background stroke only
-    assert change.removed == ((1, strokes[1]),) and s.strokes == [strokes[0], strokes[2]]
+    change = s.erase([(10, 8), (12, 8)], 3)  # touches the middle of the background stroke only: cut in two
+    assert change.removed == ((1, strokes[1]),) and [st.label for st in s.strokes] == [1, 0, 0, 1]
+    left, right = s.strokes[1], s.strokes[2]
+    assert left.points[0] == (5.0, 5.0) and right.points[-1] == (15.0, 5.0)
+    assert max(x for x, _ in left.points) < 10 and min(x for x, _ in right.points) > 12
+    assert s.strokes[0] == strokes[0] and s.strokes[3] == strokes[2]
     run_engine(s, image)
     s.undo()
     assert s.strokes == strokes and np.array_equal(s.mask, before)
@@ -339,3 +343,42 @@ def test_undo_and_redo_after_reopening(ws):
     assert decode(blob, s.strokes, s.status) is not None and decode(blob, s.strokes[:1], s.status) is None
     assert decode(b"garbage", s.strokes, s.status) is None
     assert MAX_STEPS >= 1000
+
+
+def test_direct_edits_paint_and_polygon_over_the_engine(ws):
+    """Paint and polygon strokes set pixels themselves, over the engine's mask, and stay through later strokes,
+    undo and reopening; a stroke erased whole goes."""
+    from kbh.strokes import compose
+
+    frame = ws.frames()[0]
+    image = ws.image(frame)
+    s = FrameSession.load(ws, frame)
+    s.add_stroke(fg((40, 30), (44, 30)))
+    run_engine(s, image)
+    paint = Stroke(0, 3, ((42, 30),), kind="paint")  # background paint over the hand
+    change = s.add_stroke(paint)
+    assert change.text == "Background paint" and s.needs_engine  # recomposed from the stroke list
+    run_engine(s, image)
+    assert s.mask[30, 42] == 0 and s.source == "manual"
+    poly = Stroke(1, 1, ((2, 2), (12, 2), (12, 12), (2, 12)), kind="polygon")
+    s.add_stroke(poly)
+    run_engine(s, image)
+    assert s.mask[5:10, 5:10].all() and s.undo_text == "Foreground polygon"
+    s.add_stroke(bg((60, 50)))  # a later scribble: the direct edits stay over the new engine mask
+    run_engine(s, image)
+    assert s.mask[30, 42] == 0 and s.mask[5:10, 5:10].all()
+    expected = compose(fake_engine(image).update(scribbles(s.strokes)), s.strokes)
+    assert np.array_equal(s.mask, expected)
+    s.save(ws, "ann")
+    again = FrameSession.load(Workspace.open(ws.root), frame.id)
+    assert again.strokes == s.strokes and again.strokes[2].kind == "polygon" and np.array_equal(again.mask, s.mask)
+    assert ws.frame(frame.id).source == "manual"
+    again.undo()  # the scribble
+    again.undo()  # the polygon
+    run_engine(again, image) if again.needs_engine else None
+    assert not again.mask[5:10, 5:10].all() and again.strokes[-1] == paint
+    again.erase([(2, 2), (12, 12)], 2)  # nothing there now
+    assert again.erase([(42, 30)], 5).removed[-1][1] == paint  # the paint goes whole (it is all under the eraser)
+    only_paint = FrameSession.load(ws, ws.frames()[1])
+    only_paint.add_stroke(Stroke(1, 4, ((20, 20), (30, 20)), kind="paint"))
+    assert only_paint.settled and only_paint.mask[20, 25] == 1  # no engine needed: nothing to hint
