@@ -299,6 +299,9 @@ class AnnotatorWindow(QMainWindow):
     def _build_statusbar(self):
         sb = self.statusBar()
         self.frame_label = QLabel()
+        self.mode_label = QLabel("REVIEW MODE  ·  A accept  ·  S send back")
+        self.mode_label.setStyleSheet("background: #7b3fbf; color: white; padding: 1px 6px; font-weight: bold;")
+        self.mode_label.hide()
         self.engine_label = QLabel()
         self.busy_label = QLabel("idle")
         self.busy_label.setMinimumWidth(self.busy_label.fontMetrics().horizontalAdvance("running…") + 4)
@@ -306,6 +309,7 @@ class AnnotatorWindow(QMainWindow):
         self.progress.setFixedWidth(220)
         self.progress.setFormat("%v / %m labeled (%p%)")
         sb.addWidget(self.frame_label, 1)
+        sb.addPermanentWidget(self.mode_label)
         sb.addPermanentWidget(self.engine_label)
         sb.addPermanentWidget(self.busy_label)
         sb.addPermanentWidget(self.progress)
@@ -355,7 +359,7 @@ class AnnotatorWindow(QMainWindow):
         status = session.status if session is not None else f.status
         n = len(session.strokes) if session is not None else f.n_strokes
         values = (f.key, status.replace("_", " "), f.person_id, f.sequence_id, n, round(f.seconds),
-                  uncertainty)
+                  None if uncertainty is None else round(uncertainty, 4))
         items = self._rows.get(f.id)
         if items is None:
             items = []
@@ -485,6 +489,7 @@ class AnnotatorWindow(QMainWindow):
     def set_review_mode(self, on: bool):
         self.controller.review_mode = bool(on)
         self.act_review_mode.setChecked(bool(on))
+        self.mode_label.setVisible(bool(on))
         self.statusBar().showMessage("review mode: N steps through done frames; A accepts, S sends back with a "
                                      "note" if on else "review mode off", 6000)
         if on and (self.session is None or self.session.status not in ("done",)):
