@@ -15,9 +15,9 @@ import numpy as np
 
 from kbh.errors import KbhError
 from kbh.strokes import scribbles
-from kbh.workspace import HUMAN_STATUSES, LABELED_STATUSES, STATUSES, Frame, Workspace
+from kbh.workspace import HUMAN_STATUSES, LABELED_STATUSES, STATUSES, Frame, Workspace, propagated_model
 
-from .session import PROPAGATED_MODEL, Change, FrameSession
+from .session import Change, FrameSession
 
 TODO_STATUSES = ("unlabeled", "prelabeled")  # what "next unlabeled" stops at
 REVIEW_STATUSES = ("done",)  # what review mode stops at
@@ -324,6 +324,6 @@ class Controller:
         status = cached.status if cached is not None else nxt.status
         if status in HUMAN_STATUSES or (cached is not None and cached.strokes):
             raise KbhError(f"{nxt.key} is already {status.replace('_', ' ')}; not overwriting a person's work")
-        self.ws.save_prediction(nxt.id, PROPAGATED_MODEL, s.mask.astype(np.float32), uncertainty=0.0)
+        self.ws.save_prediction(nxt.id, propagated_model(), s.mask.astype(np.float32), uncertainty=0.0)
         self.forget(nxt.id)  # its starting mask changed: load it afresh
         return self.refresh_frame(nxt.id)

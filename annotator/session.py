@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kbh.strokes import Stroke, compose, draw_stroke, scribbles, split_by_eraser
-from kbh.workspace import HUMAN_STATUSES, Frame, Workspace
+from kbh.workspace import HUMAN_STATUSES, PROPAGATED, Frame, Workspace, is_propagated
 
 IDLE_CAP_S = 30.0  # a pause longer than this counts as this long: the person was away, not annotating
-PROPAGATED_MODEL = "propagated"  # model name under which a propagated mask is stored as the next frame's prior
 
 
 @dataclass(frozen=True)
@@ -124,7 +123,7 @@ class FrameSession:
         prob = ws.prediction_probability(pred) if pred is not None else None
         origin = frame.source if frame.source in ("model", "propagated", "import") else None
         if pred is not None and origin is None:
-            origin = "propagated" if pred.model == PROPAGATED_MODEL else "model"
+            origin = PROPAGATED if is_propagated(pred.model) else "model"
         initial = (prob >= 0.5).astype(np.uint8) if prob is not None else None
         if initial is None and origin == "import" and saved is not None and not strokes:
             initial = saved

@@ -25,12 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.data import open_split  # noqa: E402
-from training.metrics import scores_from_confusion  # noqa: E402
+from training.metrics import confusion, scores_from_confusion  # noqa: E402
 from training.predict import Predictor  # noqa: E402
-
-
-def confusion(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    return np.bincount(gt.astype(np.int64).ravel() * 2 + pred.astype(np.int64).ravel(), minlength=4).reshape(2, 2)
 
 
 def run(checkpoint: Path, data: Path, split: str, seeded_iterations: int = 1, limit: int = 0) -> dict:
@@ -61,7 +57,7 @@ def run(checkpoint: Path, data: Path, split: str, seeded_iterations: int = 1, li
                     t0 = time.perf_counter()
                     prob = predictor.probabilities(image, its, seed=seed)
                     secs[m] += time.perf_counter() - t0
-                    cms[m] += confusion(prob > 0.5, gt)
+                    cms[m] += confusion(torch.from_numpy(prob > 0.5), torch.from_numpy(gt)).numpy()
                     if m == "seeded_chain":
                         chain = prob
                 n += 1

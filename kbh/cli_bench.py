@@ -68,9 +68,6 @@ def run(args) -> int:
     ws = Workspace.open(args.workspace, readonly=True)
     try:
         frames = [f for f in ws.frames() if args.person is None or f.person_id in args.person]
-        by_seq: dict[str, list] = {}
-        for f in frames:
-            by_seq.setdefault(f.sequence_id, []).append(f)
         results: dict[str, list] = {s: [] for s in starts}
         done = 0
         from tqdm import tqdm
@@ -92,11 +89,9 @@ def run(args) -> int:
                 pred = ws.prediction(f.id, args.model)
                 priors["model"] = None if pred is None else resized(ws.prediction_probability(pred), cv2.INTER_LINEAR)
             if "propagated" in starts:
-                seq = by_seq[f.sequence_id]
-                i = seq.index(f)
-                # the previous frame as a person finished it (its reference mask), when it is the frame before
-                adjacent = i > 0 and seq[i - 1].frame_index == f.frame_index - 1
-                prev = resized(ground_truth(ws, seq[i - 1]), cv2.INTER_NEAREST) if adjacent else None
+                # the previous frame as a person finished it (its reference mask)
+                before = ws.previous_frame(f)
+                prev = resized(ground_truth(ws, before), cv2.INTER_NEAREST) if before is not None else None
                 priors["propagated"] = None if prev is None or prev.shape != gt.shape else prev.astype(np.float32)
             for s in starts:
                 if s != "strokes" and priors.get(s) is None:

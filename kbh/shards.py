@@ -35,11 +35,12 @@ _STR = h5py.string_dtype("utf-8")
 COLUMNS = ("frame_id", "person_id", "sequence_id", "frame_index", "orig_height", "orig_width")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'230x306' -> (230, 306): height x width."""
+def parse_size(text: str, min_side: int = 1) -> tuple[int, int]:
+    """'230x306' -> (230, 306): height x width, each at least `min_side`."""
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
-    if not m or int(m[1]) <= 0 or int(m[2]) <= 0:
-        raise KbhError(f"size {text!r}: expected HEIGHTxWIDTH, e.g. 230x306")
+    if not m or int(m[1]) < min_side or int(m[2]) < min_side:
+        least = f", each at least {min_side}" if min_side > 1 else ""
+        raise KbhError(f"size {text!r}: expected HEIGHTxWIDTH{least}, e.g. 230x306")
     return int(m[1]), int(m[2])
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from .grabcut import GrabCutSession, iou
 from .imageio import read_mask_png
 from .simulate import next_stroke
-from .workspace import Frame, Workspace
+from .workspace import PROPAGATED, Frame, Workspace, is_propagated
 
 ANNOTATOR = "simulated"
 
@@ -51,7 +51,7 @@ def annotate_frame(ws: Workspace, frame: Frame, gt: np.ndarray, target: float = 
     pred = ws.prediction(frame.id) if frame.status == "prelabeled" else None
     if pred is not None:
         prior = ws.prediction_probability(pred)
-        source = "propagated" if pred.model.endswith("propagated") else "model"
+        source = PROPAGATED if is_propagated(pred.model) else "model"
     session = GrabCutSession(image, prior=prior)
     t0 = time.perf_counter()
     mask = session.update([])

@@ -41,6 +41,18 @@ STATUSES = ("unlabeled", "prelabeled", "in_progress", "done", "reviewed")
 HUMAN_STATUSES = ("in_progress", "done", "reviewed")  # a person has worked on the frame: never overwrite
 LABELED_STATUSES = ("done", "reviewed")  # eligible for shards
 SOURCES = ("grabcut", "import", "model", "propagated", "manual")  # manual: direct paint/polygon edits in the mask
+PROPAGATED = "propagated"  # a mask seeded from the previous frame of the sequence (a source, and a prediction's tag)
+
+
+def propagated_model(model: str | None = None) -> str:
+    """The prediction model name under which a propagated mask is stored: "propagated" (the annotator's
+    Propagate) or "<model>@<step>/propagated" (`kbh predict --propagate`)."""
+    return f"{model}/{PROPAGATED}" if model else PROPAGATED
+
+
+def is_propagated(model: str) -> bool:
+    """Whether a prediction's model name marks a propagated mask (either form of `propagated_model`)."""
+    return model == PROPAGATED or model.endswith(f"/{PROPAGATED}")
 # The KBH table's attributes; free-form key=value is allowed besides these.
 SEQUENCE_ATTRIBUTES = ("desk", "desk_position", "keyboard", "lighting", "objects_on_desk")
 PERSON_ATTRIBUTES = ("bracelet", "watch", "skin_tone", "tattoo", "nail_polish", "rings")
@@ -498,6 +510,12 @@ class Workspace:
 
     def frame_by_key(self, key: str) -> Frame | None:
         row = self.conn.execute(_FRAME_SELECT + " WHERE f.key = ?", (key,)).fetchone()
+        return Frame(*row) if row else None
+
+    def previous_frame(self, frame: Frame) -> Frame | None:
+        """The frame just before `frame` in its sequence (index - 1), or None: what propagation seeds from."""
+        row = self.conn.execute(_FRAME_SELECT + " WHERE f.sequence_id = ? AND f.frame_index = ?",
+                                (frame.sequence_id, frame.frame_index - 1)).fetchone()
         return Frame(*row) if row else None
 
     def count_frames(self) -> int:

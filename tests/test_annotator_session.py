@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from annotator.controller import Controller
-from annotator.session import IDLE_CAP_S, PROPAGATED_MODEL, FrameSession, MaskDiff
+from annotator.session import IDLE_CAP_S, FrameSession, MaskDiff
 from kbh.errors import KbhError
 from kbh.imageio import sha256_bytes
 from kbh.strokes import BACKGROUND, FOREGROUND, Stroke, rasterize, scribbles
-from kbh.workspace import Workspace
+from kbh.workspace import Workspace, propagated_model
 from tests.helpers import blob_image
 
 H, W = 60, 80
@@ -250,7 +250,7 @@ def test_propagate_starts_next_frame_from_this_mask(ws):
     c.save(s)
     nxt = c.propagate()
     assert nxt.id == frames[1].id and nxt.status == "prelabeled"
-    assert ws.prediction(nxt.id).model == PROPAGATED_MODEL
+    assert ws.prediction(nxt.id).model == propagated_model()
     s2 = c.open(nxt.id)
     assert s2.origin == "propagated" and np.array_equal(s2.mask, s.mask) and np.array_equal(s2.prior > 0.5, s.mask)
     s2.add_stroke(fg((10, 10)))
@@ -382,3 +382,17 @@ def test_direct_edits_paint_and_polygon_over_the_engine(ws):
     only_paint = FrameSession.load(ws, ws.frames()[1])
     only_paint.add_stroke(Stroke(1, 4, ((20, 20), (30, 20)), kind="paint"))
     assert only_paint.settled and only_paint.mask[20, 25] == 1  # no engine needed: nothing to hint
+
+
+def test_a_predicted_and_propagated_frame_is_propagated_everywhere(ws):
+    """`kbh predict --propagate` stores "<model>@<step>/propagated": the app and the simulator both call it
+    propagated (the app once knew only the plain word, and showed such a frame as "model")."""
+    from kbh.workspace import is_propagated
+
+    frame = ws.frames()[1]
+    prob = np.zeros((frame.height, frame.width), np.float32)
+    ws.save_prediction(frame.id, propagated_model("sru0@100"), prob, uncertainty=0.1)
+    assert ws.prediction(frame.id).model == "sru0@100/propagated"
+    assert FrameSession.load(ws, frame).origin == "propagated" == FrameSession.load(ws, frame).source
+    assert is_propagated("propagated") and is_propagated("sru0@100/propagated")
+    assert not is_propagated("sru0@100") and not is_propagated("unpropagated")

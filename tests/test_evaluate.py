@@ -35,9 +35,12 @@ class RedThreshold(torch.nn.Module):
         super().__init__()
         self.recurrent = recurrent
 
+    def iterations_to_run(self, iterations=None):
+        return (iterations or 1) if self.recurrent else 1
+
     def forward(self, x, iterations=None, s0=None):
         hand = (x[:, :1] > 0.5).float() * 4 - 2
-        return [torch.cat([-hand, hand], 1) for _ in range(iterations or 1)]
+        return [torch.cat([-hand, hand], 1) for _ in range(self.iterations_to_run(iterations))]
 
 
 def expected_confusion(ds):

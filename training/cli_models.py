@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import re
 
 
 def _size(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not m or int(m[1]) < 16 or int(m[2]) < 16:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected HEIGHTxWIDTH, each at least 16, e.g. 230x306")
-    return int(m[1]), int(m[2])
+    """kbh.shards.parse_size as an argparse type (the models need at least 16 pixels a side)."""
+    from kbh.errors import KbhError
+    from kbh.shards import parse_size
+
+    try:
+        return parse_size(text, min_side=16)
+    except KbhError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _int_list(text: str) -> list[int]:

@@ -20,17 +20,15 @@ from kbh.imageio import atomic_write_bytes
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import ShardDataset, rank_indices
-from .metrics import IterationScorer
+from .metrics import REPORTED, IterationScorer
 
-REPORTED = ("miou", "mean_recall", "mean_precision", "mean_f1", "bep")
 
 
 def predict_probs(model, x: torch.Tensor, iterations: int, flip: bool = False) -> list[torch.Tensor]:
     """Hand probability (B, H, W) per iteration; with flip, averaged with the mirrored image's prediction."""
-    its = iterations if model.recurrent else None
-    probs = [o.softmax(1)[:, 1] for o in model(x, iterations=its)]
+    probs = [o.softmax(1)[:, 1] for o in model(x, iterations=iterations)]
     if flip:
-        mirrored = [o.softmax(1)[:, 1].flip(-1) for o in model(x.flip(-1), iterations=its)]
+        mirrored = [o.softmax(1)[:, 1].flip(-1) for o in model(x.flip(-1), iterations=iterations)]
         probs = [(p + q) / 2 for p, q in zip(probs, mirrored)]
     return probs
 
@@ -40,7 +38,7 @@ def score_dataset(model, dataset, iterations: int, device, batch: int = 4, rank:
     """A fresh scorer filled with this process's share of `dataset`, then summed over all processes."""
     was_training = model.training
     model.eval()
-    scorer = IterationScorer(iterations if model.recurrent else 1, device=device)  # new per split: never stale
+    scorer = IterationScorer(model.iterations_to_run(iterations), device=device)  # new per split: never stale
     share = Subset(dataset, rank_indices(len(dataset), rank, world))
     loader = DataLoader(share, batch_size=batch, num_workers=workers)
     with torch.no_grad():
@@ -81,7 +79,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str = "test", iter
     model = model_from_checkpoint(ckpt).to(device)
     norm = ckpt["normalization"]
     dataset = ShardDataset(data, split, mean=norm["mean"], std=norm["std"])
-    trained = int(ckpt.get("args", {}).get("iterations", model.default_iterations)) if model.recurrent else 1
+    trained = model.iterations_to_run(int(ckpt.get("args", {}).get("iterations", model.default_iterations)))
     t = iterations or trained
     if t < 1:
         raise KbhError(f"--iterations {t}: must be at least 1")

@@ -72,7 +72,7 @@ def export_onnx(model: nn.Module, destination, mode: str = "all", iterations: in
     if mode == "all":
         wrapper, args = AllIterations(model, iterations), (image,)
         input_names, output_names = ["image"], ["logits"]
-        meta["kbh_iterations"] = str(iterations if model.recurrent else 1)
+        meta["kbh_iterations"] = str(model.iterations_to_run(iterations))
     else:
         state = model.initial_state(image)
         wrapper, args = OneStep(model), (image, *state)

@@ -87,7 +87,7 @@ def predict(model, image: torch.Tensor, mask: torch.Tensor, encoded: torch.Tenso
     """The model's logits per iteration on the assembled input; seedable models get the current mask as s0."""
     x = model_input(image, mask, encoded)
     s0 = mask if getattr(model, "seedable", False) else None
-    return model(x, iterations=iterations if model.recurrent else None, s0=s0)
+    return model(x, iterations=iterations, s0=s0)
 
 
 # ---- simulated strokes (training) ------------------------------------------------------------------------------

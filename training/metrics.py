@@ -18,6 +18,13 @@ import numpy as np
 import torch
 
 HIST_BINS = 1000
+REPORTED = ("miou", "mean_recall", "mean_precision", "mean_f1", "bep")  # what train and eval report, by name
+
+
+def confusion(pred: torch.Tensor, gt: torch.Tensor, num_classes: int = 2) -> torch.Tensor:
+    """(C, C) int64 counts: rows the ground truth, columns the prediction (integer class tensors, any shape)."""
+    c = num_classes
+    return torch.bincount(gt.reshape(-1).long() * c + pred.reshape(-1).long(), minlength=c * c).view(c, c)
 
 
 def scores_from_confusion(cm) -> dict:
@@ -103,7 +110,7 @@ class IterationScorer:
         for t, p in enumerate(probs):
             p = p[valid].float()
             pred = (p > 0.5).long()
-            self.confusion[t] += torch.bincount(gt * c + pred, minlength=c * c).view(c, c)
+            self.confusion[t] += confusion(pred, gt, c)
             bins = (p * b).long().clamp_(0, b - 1)
             self.hist[t] += torch.bincount(gt * b + bins, minlength=2 * b).view(2, b)
 

@@ -92,7 +92,7 @@ def plot_samples(model, dataset, path: str | Path, iterations: int = 3, count: i
 
     n = len(dataset)
     idx = sorted(set(np.linspace(0, n - 1, min(count, n)).round().astype(int).tolist()))
-    t_cols = iterations if model.recurrent else 1
+    t_cols = model.iterations_to_run(iterations)
     fig = Figure(figsize=(2.2 * (t_cols + 2), 1.9 * len(idx)))
     axes = np.atleast_2d(fig.subplots(len(idx), t_cols + 2, squeeze=False))
     model.eval()

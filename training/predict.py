@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from kbh.errors import KbhError
-from kbh.workspace import HUMAN_STATUSES, LABELED_STATUSES, Workspace
+from kbh.workspace import HUMAN_STATUSES, LABELED_STATUSES, Workspace, propagated_model
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import normalize
@@ -98,31 +98,34 @@ def predict_workspace(ws: Workspace, predictor: Predictor, statuses=("unlabeled"
     report.skipped_human = sum(1 for f in frames if f.status in HUMAN_STATUSES)
     if not todo:
         return report
-    by_seq_prev: dict[str, tuple[int, np.ndarray]] = {}  # sequence -> (frame index, its mask or probability)
+    seeds: dict[int, np.ndarray] = {}  # frame id -> its finished mask, or the probability predicted here
     t0 = time.perf_counter()
     wanted = {f.id for f in todo}
     bar = tqdm(total=len(todo), desc="predict", unit="frame", disable=not progress, file=sys.stderr)
+    sequence = None
     for f in frames:
+        if f.sequence_id != sequence:  # frames come in sequence order: earlier sequences' seeds are done with
+            sequence = f.sequence_id
+            seeds.clear()
         finished = ws.mask(f) if f.status in LABELED_STATUSES else None
         if f.id not in wanted:
             if propagate and finished is not None:
-                by_seq_prev[f.sequence_id] = (f.frame_index, finished.astype(np.float32))
+                seeds[f.id] = finished.astype(np.float32)
             continue
         seed = None
-        if propagate and f.sequence_id in by_seq_prev:
-            prev_index, prev = by_seq_prev[f.sequence_id]
-            seed = prev if prev_index == f.frame_index - 1 else None
+        if propagate and (before := ws.previous_frame(f)) is not None:
+            seed = seeds.pop(before.id, None)
         image = ws.image(f)
         if seed is not None:
             prob = predictor.probabilities(image, propagate_iterations, seed=seed)
-            model = f"{predictor.name}/propagated"
+            model = propagated_model(predictor.name)
             report.propagated += 1
         else:
             prob = predictor.probabilities(image, iterations)
             model = predictor.name
         ws.save_prediction(f.id, model, prob, binary_entropy(prob))
         if propagate:
-            by_seq_prev[f.sequence_id] = (f.frame_index, prob)
+            seeds[f.id] = prob
         report.predicted += 1
         bar.update()
     bar.close()

@@ -40,6 +40,7 @@ from .data import IMAGENET_MEAN, IMAGENET_STD, ShardDataset, SkipSampler, has_sp
 from .evaluate import score_dataset
 from .interactive import EXTRA_CHANNELS, model_input, score_interactive, shuffle_colours, simulate_rounds
 from .loss import recurrent_loss
+from .metrics import REPORTED
 
 # Settings taken from the checkpoint on --resume (the run continues as it was started); the others (paths,
 # device, workers, logging cadence) may change between sessions. A larger --steps/--epochs extends a run.
@@ -156,7 +157,7 @@ def train(args) -> int:
             model.load_state_dict(ckpt["model"])
         # channels_last: oneDNN's fast path for these small convolutions (~25% per step on 2 CPU cores)
         model.to(device, memory_format=torch.channels_last)
-        iterations = args.iterations if model.recurrent else 1
+        iterations = model.iterations_to_run(args.iterations)
         # A model may ask for the loss on its last output only (McIntosh et al.'s canvas): alpha = 0 gives weights
         # 0, ..., 0, 1 (0^0 = 1).
         alpha = 0.0 if getattr(model, "final_loss_only", False) else args.alpha
@@ -216,7 +217,7 @@ def train(args) -> int:
                                                 args.stroke_distance)
                     x = model_input(x, prev, enc).contiguous(memory_format=torch.channels_last)
                     s0 = prev if model.seedable else None
-                outs = net(x, iterations=iterations if model.recurrent else None, s0=s0)
+                outs = net(x, iterations=iterations, s0=s0)
                 loss, per_iter = recurrent_loss(outs, y, alpha=alpha)
                 mean_loss = loss.detach().clone()
                 if world > 1:  # one decision for all ranks, and the logged loss is the global mean
@@ -251,7 +252,7 @@ def train(args) -> int:
                     if master:
                         append_log(log_path, {"kind": "eval", "split": "val", "step": step, "epoch": epoch,
                                               "miou": miou, "noc90": noc, "per_iteration": [
-                                                  {k: r[k] for k in ("iteration", "miou", "mean_recall", "mean_precision", "mean_f1", "bep")}
+                                                  {k: r[k] for k in ("iteration", *REPORTED)}
                                                   for r in per_stroke]})  # here "iteration" k = after k strokes
                         bar.write(f"step {step}: val mIoU after 3 strokes {miou:.4f}, NoC@90 {noc:.2f} (strokes "
                                   f"1..{len(per_stroke)}: " + ", ".join(f"{r['miou']:.3f}" for r in per_stroke) + ")")
@@ -261,9 +262,9 @@ def train(args) -> int:
                     per_iteration = scorer.results()
                     miou = per_iteration[-1]["miou"]
                     if master:
-                        summary = {k: per_iteration[-1][k] for k in ("miou", "mean_recall", "mean_precision", "mean_f1", "bep")}
+                        summary = {k: per_iteration[-1][k] for k in REPORTED}
                         append_log(log_path, {"kind": "eval", "split": "val", "step": step, "epoch": epoch, **summary,
-                                              "per_iteration": [{k: r[k] for k in ("iteration", "miou", "mean_recall", "mean_precision", "mean_f1", "bep")}
+                                              "per_iteration": [{k: r[k] for k in ("iteration", *REPORTED)}
                                                                 for r in per_iteration]})
                         bar.write(f"step {step}: val mIoU {miou:.4f} (t=1..{iterations}: "
                                   + ", ".join(f"{r['miou']:.3f}" for r in per_iteration) + ")")

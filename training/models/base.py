@@ -44,6 +44,12 @@ class SegmentationModel(nn.Module):
         """One self-contained iteration on image x (what the streaming ONNX export runs per video frame)."""
         return self.iterate(self.prepare(x), state)
 
+    def iterations_to_run(self, iterations: int | None = None) -> int:
+        """How many outputs a forward pass gives when asked for `iterations` (default: the model's own):
+        that many for a recurrent model, one for the others. The one place that rule lives."""
+        n = iterations if iterations is not None else self.default_iterations
+        return n if self.recurrent else 1
+
     def forward(self, x: torch.Tensor, iterations: int | None = None, s0: torch.Tensor | None = None) -> list[torch.Tensor]:
         """x: (B,3,H,W) normalised image; s0: optional (B,1,H,W) hand probability in [0,1] of a previous frame.
         Returns a list of (B,2,H,W) logits, one per iteration (one only for non-recurrent models)."""
@@ -54,11 +60,9 @@ class SegmentationModel(nn.Module):
                 raise ValueError(f"model {self.config.get('name', type(self).__name__)} has no mask input to seed with s0")
             if s0.dim() != 4 or s0.shape[1] != 1 or s0.shape[0] != x.shape[0] or s0.shape[-2:] != x.shape[-2:]:
                 raise ValueError(f"s0 must have shape (B,1,H,W) = {(x.shape[0], 1, *x.shape[-2:])}, got {tuple(s0.shape)}")
-        n = iterations if iterations is not None else self.default_iterations
-        if n < 1:
-            raise ValueError(f"iterations must be >= 1, got {n}")
-        if not self.recurrent:
-            n = 1
+        if iterations is not None and iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        n = self.iterations_to_run(iterations)
         prepared, state = self.prepare(x), self.initial_state(x, s0)
         outs = []
         for _ in range(n):
