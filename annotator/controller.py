@@ -9,7 +9,7 @@ so that "all saved" means written; retrying a failed save. The window wires sign
 from __future__ import annotations
 
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 
 import numpy as np
 
@@ -65,9 +65,8 @@ class Controller:
 
     def uncertainties(self) -> dict[int, float]:
         """frame id -> the newest prediction's uncertainty, for the listed frames that have one."""
-        rows = self.ws.conn.execute("SELECT frame_id, uncertainty, MAX(created) FROM predictions GROUP BY frame_id")
         listed = {f.id for f in self.frames}
-        return {fid: float(u) for fid, u, _ in rows if fid in listed}
+        return {fid: u for fid, u in self.ws.newest_uncertainties().items() if fid in listed}
 
     def persons(self) -> list[str]:
         return list(self.ws.persons())
@@ -86,7 +85,7 @@ class Controller:
         return fresh
 
     def progress(self) -> dict:
-        counts = Counter(status for (status,) in self.ws.conn.execute("SELECT status FROM annotations"))
+        counts = self.ws.status_counts()
         total = sum(counts.values())
         labeled = sum(counts[s] for s in LABELED_STATUSES)
         return {"total": total, "labeled": labeled, **{s: counts.get(s, 0) for s in STATUSES}}

@@ -152,9 +152,8 @@ def bench_scale(sizes: list[int], workdir: Path | None) -> None:
     print(f"   synthesized in {time.perf_counter() - t:.0f} s", flush=True)
     ids = [fr.id for fr in ws.frames()]
     for n in sorted(sizes):
-        with ws.transaction() as c:  # only the first n frames are eligible for this run
-            c.execute("UPDATE annotations SET status = 'done'")
-            c.executemany("UPDATE annotations SET status = 'unlabeled' WHERE frame_id = ?", [(i,) for i in ids[n:]])
+        # only the first n frames are eligible for this run
+        ws.set_statuses({i: "done" if k < n else "unlabeled" for k, i in enumerate(ids)})
         out = root / f"out{n}"
         cmd = [sys.executable, "-c", CHILD, "split", str(root / "ws"), "--by-person", "20/20/60", "--seed", "0",
                "--out", str(out), "--no-progress"]

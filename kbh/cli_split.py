@@ -56,7 +56,7 @@ def eligible_frames(ws) -> tuple[list, dict[str, int]]:
     """Frames that go into shards (status done/reviewed with a mask file), and why the others were left out."""
     from .workspace import LABELED_STATUSES
 
-    no_mask = {r[0] for r in ws.conn.execute("SELECT frame_id FROM annotations WHERE mask_path IS NULL")}
+    no_mask = ws.frames_without_mask()
     keep, left_out = [], Counter()
     for fr in ws.frames():
         if fr.status not in LABELED_STATUSES:

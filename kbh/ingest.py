@@ -257,7 +257,7 @@ def import_items(ws: Workspace, items: list[ImportItem], mask_rule: MaskRule | N
     next_index: dict[str, int] = {}
     seen_keys: dict[tuple[str, int], str] = {}
     try:
-        with ws.transaction() as c:
+        with ws.transaction():
             for it in tqdm(items, desc="import", unit="frame", disable=not progress, file=sys.stderr):
                 if it.data is None:
                     try:
@@ -283,9 +283,8 @@ def import_items(ws: Workspace, items: list[ImportItem], mask_rule: MaskRule | N
                 idx = it.frame_index
                 if idx is None:
                     if it.sequence not in next_index:
-                        row = c.execute("SELECT MAX(frame_index) FROM frames WHERE sequence_id = ?",
-                                        (it.sequence,)).fetchone()
-                        next_index[it.sequence] = -1 if row[0] is None else row[0]
+                        last = ws.last_frame_index(it.sequence)
+                        next_index[it.sequence] = -1 if last is None else last
                     next_index[it.sequence] += 1
                     idx = next_index[it.sequence]
                 if (it.sequence, idx) in seen_keys:

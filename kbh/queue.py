@@ -23,15 +23,4 @@ class QueueEntry:
 
 def annotation_queue(ws: Workspace, model: str | None = None) -> list[QueueEntry]:
     """Prelabeled frames by descending uncertainty (newest prediction, or that of `model`), then unlabeled ones."""
-    sql = """
-        SELECT f.id, f.key, a.status, p.uncertainty, p.model
-        FROM frames f
-        JOIN annotations a ON a.frame_id = f.id
-        JOIN sequences s ON s.id = f.sequence_id
-        LEFT JOIN predictions p ON p.rowid = (
-            SELECT q.rowid FROM predictions q WHERE q.frame_id = f.id AND (? IS NULL OR q.model = ?)
-            ORDER BY q.created DESC, q.rowid DESC LIMIT 1)
-        WHERE a.status IN ('unlabeled', 'prelabeled')
-        ORDER BY p.uncertainty IS NULL, p.uncertainty DESC, s.person_id, f.sequence_id, f.frame_index
-    """
-    return [QueueEntry(*row) for row in ws.conn.execute(sql, (model, model))]
+    return [QueueEntry(*row) for row in ws.queue_rows(model)]

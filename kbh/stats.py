@@ -36,7 +36,7 @@ def workspace_stats(ws: Workspace, coverage: bool = True) -> dict:
         "by_source": dict(Counter(f.source for f in frames if f.source)),
         "by_annotator": {k: dict(v) for k, v in sorted(by_annotator.items())},
         "seconds_spent": float(sum(f.seconds for f in frames)),
-        "predictions": ws.conn.execute("SELECT COUNT(DISTINCT frame_id) FROM predictions").fetchone()[0],
+        "predictions": ws.count_predicted_frames(),
         "person_attributes": _attribute_distribution(persons.values()),
         "sequence_attributes": _attribute_distribution(a for _, a in sequences.values()),
     }

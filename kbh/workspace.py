@@ -383,10 +383,7 @@ class Workspace:
         """Remove the files under frames/, masks/ and predictions/ that no row names (a killed import's frames,
         a mask written just before a kill, temporary files). Call only as the sole writer. Returns (files,
         bytes) removed."""
-        named = set()
-        for sql in ("SELECT path FROM frames", "SELECT mask_path FROM annotations WHERE mask_path IS NOT NULL",
-                    "SELECT prob_path FROM predictions"):
-            named.update(r[0] for r in self.conn.execute(sql))
+        named = self.referenced_files()
         n = size = 0
         for folder in FILE_FOLDERS:
             for dirpath, _, files in os.walk(self.root / folder):
@@ -511,6 +508,65 @@ class Workspace:
     def frame_by_key(self, key: str) -> Frame | None:
         row = self.conn.execute(_FRAME_SELECT + " WHERE f.key = ?", (key,)).fetchone()
         return Frame(*row) if row else None
+
+    # -- counts and lists the commands need (no SQL outside this module) ------------------------------------
+    def status_counts(self) -> dict[str, int]:
+        """status -> number of frames, every status present (0 where none)."""
+        counts = dict.fromkeys(STATUSES, 0)
+        for status, n in self.conn.execute("SELECT status, COUNT(*) FROM annotations GROUP BY status"):
+            counts[status] = n
+        return counts
+
+    def frames_without_mask(self) -> set[int]:
+        return {r[0] for r in self.conn.execute("SELECT frame_id FROM annotations WHERE mask_path IS NULL")}
+
+    def last_frame_index(self, sequence_id: str) -> int | None:
+        """The highest frame index stored for a sequence, or None (new sequence)."""
+        return self.conn.execute("SELECT MAX(frame_index) FROM frames WHERE sequence_id = ?",
+                                 (str(sequence_id),)).fetchone()[0]
+
+    def set_statuses(self, statuses: dict[int, str]) -> None:
+        """Set many frames' statuses in one transaction (frame id -> status)."""
+        for s in set(statuses.values()):
+            _check_status(s)
+        with self.transaction() as c:
+            c.executemany("UPDATE annotations SET status = ?, updated = ? WHERE frame_id = ?",
+                          [(s, time.time(), int(fid)) for fid, s in statuses.items()])
+
+    def count_predicted_frames(self) -> int:
+        return self.conn.execute("SELECT COUNT(DISTINCT frame_id) FROM predictions").fetchone()[0]
+
+    def newest_uncertainties(self) -> dict[int, float]:
+        """frame id -> the uncertainty of its newest prediction, for every frame that has one."""
+        rows = self.conn.execute("SELECT frame_id, uncertainty, MAX(created) FROM predictions GROUP BY frame_id")
+        return {fid: float(u) for fid, u, _ in rows}
+
+    def queue_rows(self, model: str | None = None) -> list[tuple]:
+        """(frame id, key, status, uncertainty or None, model or None) of the unlabeled and prelabeled frames: by
+        descending uncertainty of the newest prediction (of `model`, if given), then the rest in workspace order."""
+        sql = """
+            SELECT f.id, f.key, a.status, p.uncertainty, p.model
+            FROM frames f
+            JOIN annotations a ON a.frame_id = f.id
+            JOIN sequences s ON s.id = f.sequence_id
+            LEFT JOIN predictions p ON p.rowid = (
+                SELECT q.rowid FROM predictions q WHERE q.frame_id = f.id AND (? IS NULL OR q.model = ?)
+                ORDER BY q.created DESC, q.rowid DESC LIMIT 1)
+            WHERE a.status IN ('unlabeled', 'prelabeled')
+            ORDER BY p.uncertainty IS NULL, p.uncertainty DESC, s.person_id, f.sequence_id, f.frame_index
+        """
+        return self.conn.execute(sql, (model, model)).fetchall()
+
+    def referenced_files(self) -> set[str]:
+        """Every file a row names (frames, masks, predictions), relative to the root."""
+        named = set()
+        for sql in ("SELECT path FROM frames", "SELECT mask_path FROM annotations WHERE mask_path IS NOT NULL",
+                    "SELECT prob_path FROM predictions"):
+            named.update(r[0] for r in self.conn.execute(sql))
+        return named
+
+    def integrity_check(self) -> str:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
 
     def previous_frame(self, frame: Frame) -> Frame | None:
         """The frame just before `frame` in its sequence (index - 1), or None: what propagation seeds from."""

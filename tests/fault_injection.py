@@ -100,12 +100,6 @@ def make_source(folder: Path, n: int, seed: int = 1) -> None:
 
 
 # -- import --------------------------------------------------------------------------------------------------
-def referenced_files(ws) -> set[str]:
-    named = {r[0] for r in ws.conn.execute("SELECT path FROM frames")}
-    named |= {r[0] for r in ws.conn.execute("SELECT mask_path FROM annotations WHERE mask_path IS NOT NULL")}
-    return named | {r[0] for r in ws.conn.execute("SELECT prob_path FROM predictions")}
-
-
 def files_on_disk(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for d in ("frames", "masks", "predictions") for p in (root / d).rglob("*")
             if p.is_file()}
@@ -116,7 +110,7 @@ def import_state(root: Path, old: int, added: int) -> tuple[str, int]:
 
     with Workspace.open(root, readonly=True) as ws:
         n = ws.count_frames()
-        masked = ws.conn.execute("SELECT COUNT(*) FROM annotations WHERE mask_path IS NOT NULL").fetchone()[0]
+        masked = n - len(ws.frames_without_mask())
     if n == old and masked == old:
         state = "old"
     elif n == old + added and masked == old + added:
@@ -125,8 +119,8 @@ def import_state(root: Path, old: int, added: int) -> tuple[str, int]:
         return f"MIXED: {n} frames, {masked} masks", 0
     with Workspace.open(root) as ws:  # the next writer: sweeps what the killed import staged
         swept = ws.swept[0]
-        named, disk = referenced_files(ws), files_on_disk(root)
-        ok = ws.conn.execute("PRAGMA integrity_check").fetchone()[0]
+        named, disk = ws.referenced_files(), files_on_disk(root)
+        ok = ws.integrity_check()
     if disk != named:
         return f"MIXED: {len(disk - named)} unnamed file(s), {len(named - disk)} missing", swept
     if ok != "ok":
@@ -286,7 +280,7 @@ def annotator_state(root: Path) -> tuple[str, int]:
 
     grabcut = engine_factory("grabcut")
     with Workspace.open(root) as ws:  # as the next session would: sweeps first
-        named, disk = referenced_files(ws), files_on_disk(root)
+        named, disk = ws.referenced_files(), files_on_disk(root)
         if not named <= disk:
             return f"MIXED: {len(named - disk)} named file(s) missing", 0
         n = 0
