@@ -27,13 +27,14 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/python -m kbh.demo --out demo_out
+	$(BIN)/python -m benchmarks.demo --out demo_out
 
 test: install
+	$(BIN)/lint-imports  # the dependency rule (pyproject.toml [tool.importlinter])
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -rs -n 2 --durations=15
 
 bench: install
-	$(BIN)/python benchmarks/bench_split.py
+	$(BIN)/python -m benchmarks.bench_split
 
 clean:
 	rm -rf $(VENV) demo_out

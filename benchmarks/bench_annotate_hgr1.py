@@ -20,13 +20,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from kbh.cli import main as kbh  # noqa: E402
-from kbh.imageio import write_png  # noqa: E402
-from kbh.mask_rules import HGR1_MASK, read_mask  # noqa: E402
-from kbh.ingest import import_items, items_from_folder  # noqa: E402
-from kbh.workspace import Workspace  # noqa: E402
+from kbh.cli import main as kbh
+from kbh.imageio import write_png
+from kbh.mask_rules import HGR1_MASK, read_mask
+from kbh.ingest import import_items, items_from_folder
+from kbh.workspace import Workspace
 
 HGR1 = ROOT.parent / "shared" / "data" / "hgr1"
 

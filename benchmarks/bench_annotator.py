@@ -32,21 +32,20 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QPointF, QSettings, Qt  # noqa: E402
-from PySide6.QtTest import QTest  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtCore import QPointF, QSettings, Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
 
-from annotator.engines import build_engine  # noqa: E402
-from annotator.session import FrameSession  # noqa: E402
-from annotator.window import AnnotatorWindow  # noqa: E402
-from kbh.errors import KbhError  # noqa: E402
-from kbh.imageio import sha256_bytes  # noqa: E402
-from kbh.simulate import next_stroke  # noqa: E402
-from kbh.strokes import FOREGROUND  # noqa: E402
-from kbh.workspace import Workspace  # noqa: E402
+from annotator.engines import build_engine
+from annotator.session import FrameSession
+from annotator.window import AnnotatorWindow
+from kbh.errors import KbhError
+from kbh.imageio import sha256_bytes
+from kbh.simulate import next_stroke
+from kbh.strokes import FOREGROUND
+from kbh.workspace import Workspace
 
 
 def build_workspace(root: Path, data: Path, n: int, size: tuple[int, int] | None):

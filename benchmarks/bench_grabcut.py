@@ -15,7 +15,6 @@ same process on the same frames and strokes protocol.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -23,12 +22,11 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from kbh.imageio import read_image  # noqa: E402
-from kbh.mask_rules import HGR1_MASK, read_mask  # noqa: E402
-from kbh.simulate import simulate  # noqa: E402
-from kbh.strokes import BACKGROUND, FOREGROUND, hard_labels  # noqa: E402
+from kbh.imageio import read_image
+from kbh.mask_rules import HGR1_MASK, read_mask
+from kbh.simulate import simulate
+from kbh.strokes import BACKGROUND, FOREGROUND, hard_labels
 
 
 class PlainGrabCut:

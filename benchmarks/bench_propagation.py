@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.data import open_split  # noqa: E402
-from training.metrics import confusion, scores_from_confusion  # noqa: E402
-from training.predict import Predictor  # noqa: E402
+from training.data import open_split
+from training.metrics import confusion, scores_from_confusion
+from training.predict import Predictor
 
 
 def run(checkpoint: Path, data: Path, split: str, seeded_iterations: int = 1, limit: int = 0) -> dict:

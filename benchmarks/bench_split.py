@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from kbh.split import group_shuffle_baseline, split_groups  # noqa: E402
+from kbh.split import group_shuffle_baseline, split_groups
 
 RATIOS = (0.2, 0.2, 0.6)
 SIZE = (230, 306)
@@ -176,7 +175,7 @@ def bench_scale(sizes: list[int], workdir: Path | None) -> None:
     tmp.cleanup()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=200)
     ap.add_argument("--frames", type=int, default=1000, help="frames written per compression")
@@ -186,13 +185,14 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, help="where the scale workspace goes (default: system temp)")
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-shards", action="store_true")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if not args.skip_quality:
         bench_quality(args.seeds)
     if not args.skip_shards:
         bench_shards(args.frames, args.reads)
     if args.scale:
         bench_scale([int(s) for s in args.scale_sizes.split(",")], args.workdir)
+    return 0
 
 
 if __name__ == "__main__":

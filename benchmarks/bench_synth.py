@@ -9,7 +9,6 @@ Baseline in the same process: encoding the same frames as PNG (the part every im
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,10 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kbh.synth import _png, render_sequence, synthesize_workspace  # noqa: E402
-from kbh.workspace import Workspace  # noqa: E402
+from kbh.synth import _png, render_sequence, synthesize_workspace
+from kbh.workspace import Workspace
 
 
 def main() -> None:

@@ -1,22 +1,23 @@
 """`kbh` command: argument parsing and dispatch.
 
-Each part registers its own sub-commands (`register(sub, bench)`), and handlers are imported only when their
+Each part registers its own sub-commands through the `kbh.commands` entry-point group (pyproject.toml): a
+`register(subparsers, bench_subparsers)` function that sets `func` on its parsers. The core names no layer above
+it, and a part that is not installed simply has no commands. Handlers import their heavy modules only when their
 command runs, so `kbh stats` never loads torch or Qt.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
+from importlib.metadata import entry_points
 
 from . import __version__
 from .errors import KbhError
 
-# Modules with `register(subparsers, bench_subparsers)`; each sets `func` on its parsers.
-COMMAND_MODULES = ("kbh.cli_dataset", "kbh.cli_split", "training.cli", "training.cli_predict", "training.cli_models",
-                   "annotator.cli", "kbh.cli_bench")
+COMMANDS_GROUP = "kbh.commands"
+CORE_FIRST = ("dataset", "split")  # the core's commands lead the help; the others follow by name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,20 +26,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="BENCH")
-    for name in COMMAND_MODULES:
+    found = sorted(entry_points(group=COMMANDS_GROUP),
+                   key=lambda e: (CORE_FIRST.index(e.name) if e.name in CORE_FIRST else len(CORE_FIRST), e.name))
+    for ep in found:
         try:
-            module = importlib.import_module(name)
+            register = ep.load()
         except ModuleNotFoundError as e:
-            if e.name != name:  # a real import error inside the module, not a part that is absent
-                raise
+            if not ep.value.startswith(f"{e.name}.") and ep.value.split(":")[0] != e.name:
+                raise  # a real import error inside the part, not a part that is absent
             continue
-        module.register(sub, bench_sub)
+        register(sub, bench_sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "forward_args", False):
+        args.forwarded = extra  # a command whose options belong to the module it runs (benchmarks, the demo)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

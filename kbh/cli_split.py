@@ -46,9 +46,6 @@ def register(sub, bench_sub) -> None:
     m.add_argument("--name", default="kbh-2019")
     m.set_defaults(func=cmd_manifest_from_lists)
 
-    b = bench_sub.add_parser("split", help="split quality vs GroupShuffleSplit, shard throughput (--scale: memory)")
-    b.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed to benchmarks/bench_split.py")
-    b.set_defaults(func=cmd_bench_split)
 
 
 # -- split -----------------------------------------------------------------------------------------------------
@@ -246,13 +243,3 @@ def cmd_manifest_from_lists(args: argparse.Namespace) -> int:
                       f"(paper: {e.get('paper_name', k)})" for k, e in m["splits"].items())
     print(f"wrote {args.out}: {m['name']} ({m['manifest_id']}): {parts}")
     return 0
-
-
-def cmd_bench_split(args: argparse.Namespace) -> int:
-    import subprocess
-    import sys
-
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_split.py"
-    if not script.is_file():
-        raise KbhError(f"{script}: benchmark script not found (run from a source checkout)")
-    return subprocess.call([sys.executable, str(script), *args.bench_args])

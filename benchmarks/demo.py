@@ -18,14 +18,13 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .cli import main as kbh
+from benchmarks import bench_propagation
+from kbh.cli import main as kbh
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def step(title: str, argv: list[str]) -> None:
@@ -68,9 +67,9 @@ def run(out: Path, persons: int, labeled_persons: int, frames: int, size: str, s
         bench_argv += ["--person", p]
     step("annotation benchmark: strokes from scratch, from the model, from the previous frame", bench_argv)
     print("\n== propagation: seeded with the previous frame, 1 iteration, vs unseeded, 3 iterations", flush=True)
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_propagation.py"), "--checkpoint",
-                    str(run_dir / "best.pt"), "--data", str(shards), "--json", str(out / "propagation.json")],
-                   check=True)
+    if bench_propagation.main(["--checkpoint", str(run_dir / "best.pt"), "--data", str(shards), "--json",
+                               str(out / "propagation.json")]):
+        raise SystemExit("demo: the propagation benchmark failed")
     step("train an interactive model (image + mask + strokes in; corrections simulated on its own errors)",
          ["train", "--model", "unet-g", "--interactive", "--data", str(shards), "--out", str(out / "interactive"),
           "--steps", str(steps), "--batch", "8", "--lr", "0.05", "--eval-every", str(max(1, steps // 2)),
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     # Idle OpenMP threads sleep instead of spinning: on a 2-core machine spinning threads starve the data loader
     # and the next process (measured: dru4 inference fell from 24.8 to 1.0 frames/s under a little load).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    p = argparse.ArgumentParser(prog="python -m kbh.demo", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("demo_out"))
     p.add_argument("--persons", type=int, default=54)
