@@ -2,24 +2,22 @@
 
 One QThread owns the engines (one per recently used frame, built by the engine factory: a `GrabCutSession`, which
 keeps its colour models between strokes, or a trained model's engine; see kbh.engines). Switching the engine
-(`set_engine_factory`) drops them all: they belong to the old one. Jobs coalesce: per frame only the newest stroke list waits, so a burst of strokes costs one run, and
+(`set_engine_factory`) drops them all: they belong to the old one. Jobs coalesce (annotator.frame_queue): per frame
+only the newest stroke list waits, so a burst of strokes costs one run, and
 each result carries the generation it was computed for, so the GUI drops a result made stale by a newer stroke.
 """
 
 from __future__ import annotations
 
-import threading
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import Signal
 
 from .engines import default_engine_factory  # the worker's default (GrabCut)
-from .qtcompat import immortalize_singletons
-
-immortalize_singletons()  # PySide6 6.12 on Python 3.11 leaks references to None/True/False
+from .frame_queue import FrameQueueThread
 
 
 @dataclass
@@ -31,7 +29,7 @@ class Job:
     prior: np.ndarray | None
 
 
-class GrabCutWorker(QThread):
+class GrabCutWorker(FrameQueueThread):
     """Runs `engine.update(strokes)` for submitted jobs; emits `resultReady(frame_id, generation, mask)`."""
 
     resultReady = Signal(int, int, object)
@@ -43,11 +41,7 @@ class GrabCutWorker(QThread):
         super().__init__(parent)
         self.engine_factory = engine_factory or default_engine_factory
         self.max_engines = max_engines
-        self._cond = threading.Condition()
-        self._pending: OrderedDict[int, Job] = OrderedDict()
         self._forget: set[int] = set()
-        self._stopping = False
-        self._busy = False
         self._epoch = 0  # bumped by every set_engine_factory
         self._drop_engines = False
         self._engines: OrderedDict[int, object] = OrderedDict()  # touched only by the worker thread
@@ -59,7 +53,7 @@ class GrabCutWorker(QThread):
             self.engine_factory = factory or default_engine_factory
             self._epoch += 1
             self._drop_engines = True
-            self._cond.notify()
+            self._cond.notify_all()
             return self._epoch
 
     @property
@@ -68,64 +62,48 @@ class GrabCutWorker(QThread):
             return self._epoch
 
     def submit(self, frame_id: int, generation: int, strokes, image: np.ndarray, prior: np.ndarray | None) -> None:
-        with self._cond:
-            self._pending.pop(frame_id, None)
-            self._pending[frame_id] = Job(frame_id, generation, tuple(strokes), image, prior)
-            self._cond.notify()
+        self.put(frame_id, Job(frame_id, generation, tuple(strokes), image, prior))
 
     def forget(self, frame_id: int) -> None:
         """Drop the frame's engine (its prior changed); the next job builds a new one."""
         with self._cond:
             self._pending.pop(frame_id, None)
             self._forget.add(frame_id)
-            self._cond.notify()
-
-    def is_idle(self) -> bool:
-        with self._cond:
-            return not self._pending and not self._busy
+            self._cond.notify_all()
 
     def stop(self, wait_ms: int = 10000) -> None:
-        with self._cond:
-            self._stopping = True
-            self._pending.clear()
-            self._cond.notify()
-        self.wait(wait_ms)
+        super().stop(drain=False, wait_ms=wait_ms)
 
-    def run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._stopping and not self._forget and not self._drop_engines:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                if self._drop_engines:
-                    self._engines.clear()
-                    self._drop_engines = False
-                for fid in self._forget:
-                    self._engines.pop(fid, None)
-                self._forget.clear()
-                if not self._pending:
-                    continue
-                _, job = self._pending.popitem(last=False)
-                factory, epoch = self.engine_factory, self._epoch
-                self._busy = True
-            self.busyChanged.emit(True)
-            try:
-                engine = self._engines.pop(job.frame_id, None)
-                if engine is None:
-                    engine = factory(job.image, job.prior)
-                    self.engineBuilt.emit(epoch, str(getattr(engine, "label", "") or ""))
-                self._engines[job.frame_id] = engine
-                while len(self._engines) > self.max_engines:
-                    self._engines.popitem(last=False)
-                mask = np.asarray(engine.update(list(job.strokes)), dtype=np.uint8)
-                self.resultReady.emit(job.frame_id, job.generation, mask)
-            except Exception as e:  # the GUI shows it; the thread carries on with the next job
-                self._engines.pop(job.frame_id, None)
-                traceback.print_exc()
-                self.failed.emit(job.frame_id, job.generation, f"{type(e).__name__}: {e}")
-            finally:
-                with self._cond:
-                    self._busy = False
-                    busy = bool(self._pending)
-                self.busyChanged.emit(busy)
+    def housekeeping(self) -> bool:
+        """Under the lock: drop the engines of the old factory and of forgotten frames."""
+        did = self._drop_engines or bool(self._forget)
+        if self._drop_engines:
+            self._engines.clear()
+            self._drop_engines = False
+        for fid in self._forget:
+            self._engines.pop(fid, None)
+        self._forget.clear()
+        if self._pending:
+            self._job_factory = (self.engine_factory, self._epoch)
+        return did
+
+    def process(self, frame_id: int, job: Job) -> None:
+        factory, epoch = self._job_factory
+        self.busyChanged.emit(True)
+        try:
+            engine = self._engines.pop(job.frame_id, None)
+            if engine is None:
+                engine = factory(job.image, job.prior)
+                self.engineBuilt.emit(epoch, str(getattr(engine, "label", "") or ""))
+            self._engines[job.frame_id] = engine
+            while len(self._engines) > self.max_engines:
+                self._engines.popitem(last=False)
+            mask = np.asarray(engine.update(list(job.strokes)), dtype=np.uint8)
+            self.resultReady.emit(job.frame_id, job.generation, mask)
+        except Exception as e:  # the GUI shows it; the thread carries on with the next job
+            self._engines.pop(job.frame_id, None)
+            traceback.print_exc()
+            self.failed.emit(job.frame_id, job.generation, f"{type(e).__name__}: {e}")
+
+    def finished_job(self, busy: bool) -> None:
+        self.busyChanged.emit(busy)

@@ -134,15 +134,12 @@ def cmd_import(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from .synth import synthesize_workspace
     from .shards import parse_size
+    from .synth import check_request, synthesize_workspace
     from .workspace import DB_NAME, Workspace
 
     size = parse_size(args.size)
-    for name, v in (("--persons", args.persons), ("--sequences-per-person", args.sequences_per_person),
-                    ("--frames", args.frames)):
-        if v < 1:
-            raise KbhError(f"{name} must be >= 1, got {v}")
+    check_request(args.persons, args.sequences_per_person, args.frames, size)  # before a workspace is made
     ws = Workspace.open(args.workspace) if (args.workspace / DB_NAME).exists() else Workspace.init(args.workspace)
     with ws:
         summary = synthesize_workspace(ws, args.persons, args.sequences_per_person, args.frames, size=size,

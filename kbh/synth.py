@@ -530,10 +530,26 @@ def _tone(rng, bucket) -> np.ndarray:
     return tone * rng.uniform(0.95, 1.05, 3).astype(np.float32)
 
 
+MIN_SIDE = 24  # smaller frames cannot hold a keyboard and a hand
+
+
+def check_request(persons: int, sequences_per_person: int, frames: int, size) -> None:
+    """The one check of what `kbh synth` and `synthesize_workspace` are asked for."""
+    for name, v in (("--persons", persons), ("--sequences-per-person", sequences_per_person), ("--frames", frames)):
+        if int(v) < 1:
+            raise KbhError(f"synth: {name} must be >= 1, got {v}")
+    _check_size(size)
+
+
+def _check_size(size) -> tuple[int, int]:
+    h, w = int(size[0]), int(size[1])
+    if h < MIN_SIDE or w < MIN_SIDE:
+        raise KbhError(f"synthetic frame size {h}x{w} is too small (at least {MIN_SIDE}x{MIN_SIDE})")
+    return h, w
+
+
 def _render(seed: int, n_frames: int, size, person_attrs, sequence_attrs) -> Iterator[_Frame]:
-    h, w = (int(size[0]), int(size[1]))
-    if h < 24 or w < 24:
-        raise KbhError(f"synthetic frame size {h}x{w} is too small (at least 24x24)")
+    h, w = _check_size(size)
     rng = np.random.default_rng(seed)
     person = person_attrs if person_attrs is not None else person_attributes(np.random.default_rng([seed, 1]))
     seq = sequence_attrs if sequence_attrs is not None else sequence_attributes(np.random.default_rng([seed, 2]))
@@ -692,12 +708,8 @@ def synthesize_workspace(ws, persons: int, sequences_per_person: int, frames: in
 
     from tqdm import tqdm
 
-    for name, v in (("persons", persons), ("sequences_per_person", sequences_per_person), ("frames", frames)):
-        if int(v) < 1:
-            raise KbhError(f"synth: {name} must be >= 1, got {v}")
-    h, w = int(size[0]), int(size[1])
-    if h < 24 or w < 24:
-        raise KbhError(f"synthetic frame size {h}x{w} is too small (at least 24x24)")
+    check_request(persons, sequences_per_person, frames, size)
+    h, w = _check_size(size)
     existing = ws.persons()
     clash = [f"p{p:03d}" for p in range(persons) if f"p{p:03d}" in existing]
     if clash:
