@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     for f in ws.frames():
         stem = f"{f.sequence_id}_{f.frame_index}"
         gt = read_mask(args.hgr1 / "masks" / f"{stem}.bmp", HGR1_MASK)
-        write_png(ws.root / "ground_truth" / f"{f.id}.png", gt * 255)
+        write_png(ws.ground_truth_path(f), gt * 255)
     print(f"{len(items)} frames of test persons {', '.join(sorted(test_persons))} imported without masks")
     ws.close()
     predict = ["predict", str(args.out / "ws"), "--checkpoint", str(args.checkpoint), "--quiet"]

@@ -42,7 +42,6 @@ from annotator.engines import build_engine
 from annotator.session import FrameSession
 from annotator.window import AnnotatorWindow
 from kbh.errors import KbhError
-from kbh.imageio import sha256_bytes
 from kbh.simulate import next_stroke
 from kbh.strokes import FOREGROUND
 from kbh.workspace import Workspace
@@ -59,9 +58,7 @@ def build_workspace(root: Path, data: Path, n: int, size: tuple[int, int] | None
         if size is not None:
             img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
             gt = cv2.resize(gt, size, interpolation=cv2.INTER_NEAREST)
-        ok, buf = cv2.imencode(".png", img)
-        with ws.transaction():
-            fid = ws.add_frame("bench", i, buf.tobytes(), ".png", img.shape[1], img.shape[0], sha256_bytes(buf.tobytes()))
+        fid = ws.add_image("bench", i, cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
         gts[fid] = gt
     return ws, gts
 

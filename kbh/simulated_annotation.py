@@ -30,7 +30,7 @@ def ground_truth(ws: Workspace, frame: Frame) -> np.ndarray | None:
     mask = ws.mask(frame)
     if mask is not None:
         return mask
-    path = ws.root / "ground_truth" / f"{frame.id}.png"
+    path = ws.ground_truth_path(frame)
     return read_mask_png(path) if path.exists() else None
 
 

@@ -717,7 +717,6 @@ def synthesize_workspace(ws, persons: int, sequences_per_person: int, frames: in
     start = time.perf_counter()
     total = persons * sequences_per_person * frames
     workers = _default_workers(total) if workers is None else max(1, int(workers))
-    gt_dir = ws.root / "ground_truth"
 
     plan = []  # (person index, sequence index, person attrs, sequence attrs, render job), in writing order
     for p in range(persons):
@@ -762,7 +761,7 @@ def synthesize_workspace(ws, persons: int, sequences_per_person: int, frames: in
                     if labeled:
                         ws.save_annotation(fid, mask=mask, status="done", source="import")
                     else:
-                        write_png(gt_dir / f"{fid}.png", mask * np.uint8(255))
+                        write_png(ws.ground_truth_path(fid), mask * np.uint8(255))
                     bar.update(1)
     return {"persons": persons, "sequences": len(plan), "frames": total,
             "seconds": time.perf_counter() - start}

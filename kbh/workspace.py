@@ -479,6 +479,20 @@ class Workspace:
         atomic_write_bytes(self.root / rel, data)
         return fid
 
+    def add_image(self, sequence_id: str, frame_index: int, rgb: np.ndarray) -> int:
+        """Store an RGB uint8 (H, W, 3) image as a lossless PNG frame: encoded, hashed and measured here (the
+        callers of `add_frame` need not). Returns the new frame id; joins an outer transaction if there is one."""
+        import cv2
+
+        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise KbhError(f"frame {frame_index} of sequence {sequence_id!r}: could not encode as PNG")
+        data = buf.tobytes()
+        with self.transaction():
+            return self.add_frame(sequence_id, frame_index, data, ".png", rgb.shape[1], rgb.shape[0],
+                                  hashlib.sha256(data).hexdigest())
+
     def frames(self, status: str | tuple | list | None = None, person: str | None = None,
                sequence: str | None = None) -> list[Frame]:
         """Frames ordered by person, sequence, index; optionally filtered."""
@@ -661,6 +675,12 @@ class Workspace:
         except KbhError:
             return None
         return row[0] if row else None
+
+    def ground_truth_path(self, frame: Frame | int) -> Path:
+        """Where a reference mask kept apart from the annotation lives (synthetic frames' exact masks, for the
+        simulated annotator): WS/ground_truth/<frame id>.png, 0 background / 255 hand."""
+        fid = frame.id if isinstance(frame, Frame) else int(frame)
+        return self.root / "ground_truth" / f"{fid}.png"
 
     def mask_file(self, frame_id: int) -> str | None:
         """The frame's mask file, relative to the root, or None."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hashlib
-
 import cv2
 import numpy as np
 
@@ -41,8 +39,7 @@ def make_ws(root, layout, hw=(18, 24), status="done", seed=0):
             ws.upsert_sequence(sid, person)
             with ws.transaction():
                 for i in range(n):
-                    data = cv2.imencode(".png", rng.integers(0, 256, (h, w, 3), dtype=np.uint8))[1].tobytes()
-                    ws.add_frame(sid, i, data, ".png", w, h, hashlib.sha256(data).hexdigest())
+                    ws.add_image(sid, i, rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
             if status:
                 for fr in ws.frames(sequence=sid):
                     ws.save_annotation(fr.id, mask=rng.random((h, w)) > 0.6, status=status, source="import")

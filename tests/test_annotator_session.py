@@ -3,14 +3,12 @@ saving and restoring) and the controller (queue, filters, progress, propagation)
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
 from annotator.controller import Controller
 from annotator.session import IDLE_CAP_S, FrameSession, MaskDiff
 from kbh.errors import KbhError
-from kbh.imageio import sha256_bytes
 from kbh.strokes import BACKGROUND, FOREGROUND, Stroke, rasterize, scribbles
 from kbh.workspace import Workspace, propagated_model
 from tests.helpers import blob_image
@@ -19,9 +17,7 @@ H, W = 60, 80
 
 
 def add_png(ws, seq, idx, img) -> int:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    with ws.transaction():
-        return ws.add_frame(seq, idx, buf.tobytes(), ".png", img.shape[1], img.shape[0], sha256_bytes(buf.tobytes()))
+    return ws.add_image(seq, idx, img)
 
 
 def make_workspace(root, persons=(("p1", "s1", 3), ("p2", "s2", 2)), h=H, w=W) -> Workspace:

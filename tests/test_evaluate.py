@@ -7,7 +7,8 @@ import torch
 from kbh.cli import main as kbh_main
 from training.checkpoint import save_checkpoint
 from training.data import IMAGENET_MEAN, IMAGENET_STD, ShardDataset
-from training.evaluate import evaluate, predict_probs, score_dataset
+from training.evaluate import evaluate, score_dataset
+from training.inference import predict_probs
 from training.metrics import scores_from_confusion
 from training.models import build_model
 from training_fixtures import make_shards

@@ -102,7 +102,6 @@ def test_bench_annotate_command_on_a_small_workspace(tmp_path, capsys):
     import json
 
     from kbh.cli import main
-    from kbh.imageio import sha256_bytes
     from kbh.workspace import Workspace
 
     rng = np.random.default_rng(2)
@@ -116,9 +115,7 @@ def test_bench_annotate_command_on_a_small_workspace(tmp_path, capsys):
         cv2.circle(gt, (35 + 4 * i, 30), 16, 1, -1)
         image = np.where(gt[..., None] == 1, np.array([210, 160, 130]), np.array([40, 90, 60])).astype(np.float32)
         image = np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8)
-        data = cv2.imencode(".png", image[..., ::-1])[1].tobytes()
-        with ws.transaction():
-            ids.append(ws.add_frame("s1", i, data, ".png", 80, 60, sha256_bytes(data)))
+        ids.append(ws.add_image("s1", i, image))
         gts.append(gt)
     for fid, gt in zip(ids, gts):
         ws.save_annotation(fid, mask=gt, status="done", source="import")

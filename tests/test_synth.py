@@ -166,7 +166,7 @@ def test_unlabeled_keeps_ground_truth_beside_the_workspace(tmp_path):
         truth = [m for _, m in render_sequence(sequence_seed(1, 0, 0), 2, TINY, ws.persons()["p000"],
                                                ws.sequences()["p000_s00"][1])]
         for f, m in zip(frames, truth):
-            path = ws.root / "ground_truth" / f"{f.id}.png"
+            path = ws.ground_truth_path(f)
             np.testing.assert_array_equal(read_mask_png(path), m)
             assert set(np.unique(cv2.imread(str(path), cv2.IMREAD_UNCHANGED))) <= {0, 255}
             assert read_image(ws.root / f.path).shape == (*TINY, 3)

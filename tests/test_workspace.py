@@ -1,6 +1,5 @@
 import sqlite3
 
-import cv2
 import numpy as np
 import pytest
 
@@ -11,10 +10,7 @@ from tests.helpers import blob_image
 
 
 def add_png(ws, seq, idx, img):
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    from kbh.imageio import sha256_bytes
-    with ws.transaction():
-        return ws.add_frame(seq, idx, buf.tobytes(), ".png", img.shape[1], img.shape[0], sha256_bytes(buf.tobytes()))
+    return ws.add_image(seq, idx, img)
 
 
 @pytest.fixture

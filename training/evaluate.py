@@ -20,17 +20,9 @@ from kbh.imageio import atomic_write_bytes
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import ShardDataset, rank_indices
+from .inference import predict_probs
 from .metrics import REPORTED, IterationScorer
 
-
-
-def predict_probs(model, x: torch.Tensor, iterations: int, flip: bool = False) -> list[torch.Tensor]:
-    """Hand probability (B, H, W) per iteration; with flip, averaged with the mirrored image's prediction."""
-    probs = [o.softmax(1)[:, 1] for o in model(x, iterations=iterations)]
-    if flip:
-        mirrored = [o.softmax(1)[:, 1].flip(-1) for o in model(x.flip(-1), iterations=iterations)]
-        probs = [(p + q) / 2 for p, q in zip(probs, mirrored)]
-    return probs
 
 
 def score_dataset(model, dataset, iterations: int, device, batch: int = 4, rank: int = 0, world: int = 1,

@@ -88,7 +88,7 @@ def plot_samples(model, dataset, path: str | Path, iterations: int = 3, count: i
     """Rows: sample frames spread over the split; columns: image, hand probability at t = 1..T, ground truth."""
     import torch
 
-    from .evaluate import predict_probs
+    from .inference import predict_probs
 
     n = len(dataset)
     idx = sorted(set(np.linspace(0, n - 1, min(count, n)).round().astype(int).tolist()))

@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PySide6.QtCore import QPointF, QSettings
 from PySide6.QtWidgets import QApplication
@@ -27,7 +26,7 @@ from PySide6.QtWidgets import QApplication
 from annotator.engines import build_engine
 from annotator.window import AnnotatorWindow
 from kbh.grabcut import iou
-from kbh.imageio import read_image, sha256_bytes
+from kbh.imageio import read_image
 from kbh.mask_rules import HGR1_MASK, read_mask
 from kbh.simulate import simulate
 from kbh.workspace import Workspace
@@ -64,11 +63,10 @@ def one_engine(app, name: str, checkpoint: str | None, image, gt, frame_name: st
     strokes = simulate(image, gt, max_strokes=3, protocol="human", seed=0, session_factory=choice.factory).strokes
     root = Path(tempfile.mkdtemp()) / "ws"
     ws = Workspace.init(root)
-    data = cv2.imencode(".png", image[..., ::-1])[1].tobytes()
     with ws.transaction():
         ws.upsert_person("07")
         ws.upsert_sequence(frame_name, "07")
-        ws.add_frame(frame_name, 1, data, ".png", image.shape[1], image.shape[0], sha256_bytes(data))
+        ws.add_image(frame_name, 1, image)
     settings = QSettings(str(root.parent / "settings.ini"), QSettings.Format.IniFormat)
     win = AnnotatorWindow(ws, settings=settings, annotator="screenshot", engine=choice)
     win.resize(1200, 820)
