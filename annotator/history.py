@@ -1,5 +1,5 @@
 """A frame's undo history as bytes, so that it is kept with the frame in the workspace and undo works after the
-frame is reopened, in this session or the next (issue 10). Qt-free.
+frame is reopened, in this session or the next (docs/adr/0009). Qt-free.
 
 The history is the session's own list of `Change`s: stroke additions and removals with their positions, status
 moves, and each mask change as the sparse difference (changed pixel indices, old and new values). It is stored

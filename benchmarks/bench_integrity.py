@@ -1,10 +1,10 @@
-"""The integrity checks' cost on a KBH-sized split (issue 9); prints figures for benchmarks/RESULTS.md.
+"""The integrity checks' cost on a KBH-sized split (docs/crash-safety.md); prints figures for benchmarks/RESULTS.md.
 
     .venv/bin/python benchmarks/bench_integrity.py               # 12,500 frames of 230x306, 20/20/60
 
 1. Writes a 12,500-frame split (2,500 / 2,500 / 7,500 frames, 230x306, gzip:1) with kbh's shard writer, which
    builds each file in memory and writes it with plain writes; the baseline, run in the same process on the
-   same first 500 frames, is h5py writing the same datasets straight to a file (the writer before issue 9).
+   same first 500 frames, is h5py writing the same datasets straight to a file (the writer before docs/adr/0008).
 2. Times the at-open check that `kbh train` and `kbh eval` run (kbh.split_folder.open_split_folder; median of
    5, files in the page cache) against `kbh verify --no-chunks` (every sha256) and the full `kbh verify` (every
    chunk's checksum too), same folder, same process.

@@ -1,4 +1,4 @@
-"""The interactive model engine against GrabCut, by simulated annotation (issue 8, part 2).
+"""The interactive model engine against GrabCut, by simulated annotation (docs/adr/0007).
 
     python benchmarks/bench_interactive.py --checkpoint runs/int_hgr1/best.pt \
         --manifest runs/hgr1_int_shards/manifest.json --split val --size 230x306

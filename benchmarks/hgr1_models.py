@@ -1,5 +1,5 @@
 """Train unet-g, rec-simple, sru0 and dru4 with one budget on the real HGR1 frames, split by person, and print
-one markdown table of test scores per iteration (the "Done means" of issue 3).
+one markdown table of test scores per iteration (benchmarks/RESULTS.md).
 
     .venv/bin/python benchmarks/hgr1_models.py --out /tmp/hgr1_bench --seeds 0,1,2 --jobs 4 [--steps 150]
 

@@ -1,6 +1,6 @@
 """HDF5 shards: writer (streamed, atomic), lazy reader, and verification against the manifest.
 
-Layout (see docs and /work/briefs/shards_contract.md): `DIR/{split}-{k:05d}.h5`, each with `images` uint8
+Layout (docs/ARCHITECTURE.md, "Shards"): `DIR/{split}-{k:05d}.h5`, each with `images` uint8
 (N, H, W, 3), `masks` uint8 (N, H, W) {0,1}, one frame per chunk, compressed, fletcher32 checksums; 1-D columns
 `frame_id`, `person_id`, `sequence_id` (utf-8 str), `frame_index` (int64), `orig_height`, `orig_width` (int32);
 attrs `schema_version`, `split`, `manifest_id`, `source`, `height`, `width`.
@@ -89,8 +89,8 @@ class ShardWriter:
 
     HDF5 builds each file in memory (at most one file's compressed bytes), and kbh writes it to disk with plain
     writes under a temporary name, renamed when complete. HDF5 itself never meets a full or read-only disk:
-    after a failed write it cannot close or even free the file without crashing the process (issue 9's
-    segmentation fault). On an exception nothing is left on disk.
+    after a failed write it cannot close or even free the file without crashing the process (a segmentation
+    fault; docs/adr/0008). On an exception nothing is left on disk.
     """
 
     def __init__(self, out_dir: str | Path, split: str, size: tuple[int, int], total: int, manifest_id: str,

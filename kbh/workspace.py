@@ -36,7 +36,7 @@ DB_NAME = "kbh.sqlite"
 LOCK_NAME = ".kbh.lock"  # writers hold a shared flock on it; the orphan sweep needs it exclusively
 FILE_FOLDERS = ("frames", "masks", "predictions")  # every file in these is named by a row, or is an orphan
 BUSY_TIMEOUT_S = 30
-SCHEMA_VERSION = 2  # 2: annotations.note, history (issue 10); version 1 workspaces are upgraded when opened
+SCHEMA_VERSION = 2  # 2: annotations.note, history (docs/adr/0009); version 1 workspaces are upgraded when opened
 STATUSES = ("unlabeled", "prelabeled", "in_progress", "done", "reviewed")
 HUMAN_STATUSES = ("in_progress", "done", "reviewed")  # a person has worked on the frame: never overwrite
 LABELED_STATUSES = ("done", "reviewed")  # eligible for shards
@@ -629,7 +629,7 @@ class Workspace:
                 raise KbhError(f"frame {frame.key}: mask is {mask.shape[1]}x{mask.shape[0]}, "
                                f"frame is {frame.width}x{frame.height}")
             # Named by content and written before the commit: the committed row and its mask file always belong
-            # together, whenever the process dies (issue 9). The old file goes after the commit.
+            # together, whenever the process dies (docs/crash-safety.md). The old file goes after the commit.
             bits = (mask > 0).astype(np.uint8)
             mask_rel = f"masks/{frame.id}_{_content_tag(bits)}.png"
             old_rel = self.mask_file(frame.id)

@@ -73,7 +73,7 @@ class ShardDataset(Dataset):
     """Items: dict(image=float (3,H,W) normalised, mask=int64 (H,W) {0,1}, index=int).
 
     augment=True applies a random rotation in [-max_angle, max_angle] degrees and a horizontal flip with p=0.5
-    (the paper's augmentation, as issue 3 gives it). Randomness comes from torch's generator, which DataLoader
+    (the paper's augmentation; docs/training.md). Randomness comes from torch's generator, which DataLoader
     seeds per worker, so a run is reproducible from its seed.
     """
 

@@ -1,4 +1,4 @@
-"""ONNX export of a trained model, checked against torch on the same input (issue 5, Deployment).
+"""ONNX export of a trained model, checked against torch on the same input (docs/training.md).
 
 Two graphs:
 - mode "all": image (B,3,H,W) -> logits (T,B,2,H,W), every iteration of one image (as `model(x, T)`).

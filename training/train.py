@@ -5,7 +5,7 @@ One flat loop, top to bottom (nanoGPT / torchvision references/segmentation styl
   schedule -> loop over steps: batch, forward all iterations, weighted loss, backward, clip, step; every K steps
   validate (confusion matrices all-reduced across ranks), save last.pt / best.pt (rank 0), log to log.jsonl.
 
-Settings of the paper (Wang et al., ICCV 2019) as issue 3 gives them: SGD momentum 0.9, loss
+Settings of the paper (Wang et al., ICCV 2019; docs/training.md): SGD momentum 0.9, loss
 sum_t alpha^(N-t) CE_t with N = 3, alpha = 0.4, random rotation +-10 degrees and horizontal flips, gradient-norm
 clipping at 10 (recurrent models).
 Choices of ours: one polynomial LR decay (power 0.9, torchvision's segmentation reference) for every model, so
