@@ -553,7 +553,7 @@ class AnnotatorWindow(QMainWindow):
 
     def export_masks(self, fmt: str, out: str | None = None):
         """File > Export: the done and reviewed masks, as `kbh export` writes them."""
-        from kbh.export import export
+        from kbh.mask_export import export
 
         if out is None:
             start = str(Path(self.ws.root).parent / (f"{Path(self.ws.root).name}_masks" +

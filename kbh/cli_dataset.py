@@ -207,7 +207,7 @@ def cmd_queue(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export
+    from .mask_export import export
     from .workspace import STATUSES, Workspace
 
     statuses = [s.strip() for s in args.status.split(",") if s.strip()]

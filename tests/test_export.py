@@ -13,7 +13,7 @@ pytest.importorskip("onnx")
 import numpy as np  # noqa: E402
 
 from kbh.cli import main  # noqa: E402
-from training.export import (PARITY_TOLERANCE, export_onnx, initial_state_from_metadata, ort_session,  # noqa: E402
+from training.onnx_export import (PARITY_TOLERANCE, export_onnx, initial_state_from_metadata, ort_session,  # noqa: E402
                              parity)
 from training.models import build_model  # noqa: E402
 

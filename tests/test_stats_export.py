@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from kbh.cli import main
-from kbh.export import rle_decode, rle_encode
+from kbh.mask_export import rle_decode, rle_encode
 from kbh.stats import workspace_stats
 from kbh.workspace import Workspace
 from tests.helpers import blob_image

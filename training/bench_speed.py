@@ -65,7 +65,7 @@ def _runner(model_name: str, variant: str, iterations: int, image, threads: int)
     if variant == "onnxruntime":
         import io
 
-        from training.export import export_onnx, ort_session
+        from training.onnx_export import export_onnx, ort_session
 
         buffer = io.BytesIO()
         export_onnx(model, buffer, mode="all", iterations=iterations, height=image.shape[-2], width=image.shape[-1])

@@ -93,6 +93,6 @@ def run_bench_speed(args) -> int:
 
 
 def run_export_model(args) -> int:
-    from training.export import run_export
+    from training.onnx_export import run_export
 
     return run_export(args)
