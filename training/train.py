@@ -1,9 +1,9 @@
 """`kbh train`: train a segmentation model on HDF5 shards, in one process or under torchrun (DDP).
 
-One flat loop, top to bottom (nanoGPT / torchvision references/segmentation style):
-  set up (distributed?) -> data -> model (fresh, or rebuilt from last.pt's config on --resume) -> optimizer,
-  schedule -> loop over steps: batch, forward all iterations, weighted loss, backward, clip, step; every K steps
-  validate (confusion matrices all-reduced across ranks), save last.pt / best.pt (rank 0), log to log.jsonl.
+Read top to bottom (nanoGPT / torchvision references/segmentation style): `train` sets up (distributed?) ->
+data -> model (fresh, or rebuilt from last.pt's config on --resume) -> optimizer, schedule, then loops over
+steps: `train_step` (batch, forward all iterations, weighted loss, backward, clip, step); every K steps
+`validate` (confusion matrices all-reduced across ranks); save last.pt / best.pt (rank 0), log to log.jsonl.
 
 Settings of the paper (Wang et al., ICCV 2019; docs/training.md): SGD momentum 0.9, loss
 sum_t alpha^(N-t) CE_t with N = 3, alpha = 0.4, random rotation +-10 degrees and horizontal flips, gradient-norm
@@ -24,6 +24,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,97 @@ def truncate_log(path: Path, step: int) -> None:
     tmp = path.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(line + "\n" for line in keep))
     os.replace(tmp, path)
+
+
+@dataclass
+class Context:
+    """What one training step and one validation need; `train` builds it once."""
+
+    args: object
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    device: torch.device
+    rank: int
+    world: int
+    run: Path
+    log_path: Path
+    iterations: int
+    alpha: float
+    val_set: object
+    bar: object
+    last_good: bool = False  # last.pt holds a checkpoint (what a stop on a non-finite loss keeps)
+    t0: float = field(default_factory=time.time)
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+
+def train_step(ctx: Context, batch: dict, step: int) -> tuple[float, list[float]]:
+    """One optimizer step: the (interactive) input, the forward over all iterations, the weighted loss, backward,
+    clip, step. Returns the loss (mean over ranks) and the loss per iteration; stops on a non-finite loss."""
+    args, model = ctx.args, ctx.model
+    model.train()
+    x = batch["image"].to(ctx.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    y = batch["mask"].to(ctx.device, non_blocking=True)
+    s0 = None
+    if args.interactive:  # strokes and the fed-back mask of 0..R simulated rounds, no gradient
+        rng = np.random.default_rng([args.seed, step, ctx.rank])
+        rounds = int(rng.integers(0, args.rounds + 1))
+        x = shuffle_colours(x, rng, args.colour_shuffle)
+        prev, enc = simulate_rounds(model, x, y, rng, rounds, args.stroke_radius, args.encoding, args.stroke_distance)
+        x = model_input(x, prev, enc).contiguous(memory_format=torch.channels_last)
+        s0 = prev if model.seedable else None
+    outs = ctx.net(x, iterations=ctx.iterations, s0=s0)
+    loss, per_iter = recurrent_loss(outs, y, alpha=ctx.alpha)
+    mean_loss = loss.detach().clone()
+    if ctx.world > 1:  # one decision for all ranks, and the logged loss is the global mean
+        dist.all_reduce(mean_loss)
+        mean_loss /= ctx.world
+    if not torch.isfinite(mean_loss):
+        ctx.bar.close()
+        kept = f"last good checkpoint {ctx.run / 'last.pt'} kept" if ctx.last_good else "no checkpoint was saved yet"
+        raise KbhError(f"loss is {mean_loss.item()} at step {step + 1} (lr {ctx.scheduler.get_last_lr()[0]:.3g}); "
+                       f"stopping, {kept}. Try a lower --lr.")
+    ctx.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if model.recurrent:  # paper: clip recurrent models' gradients (norm 10)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+    ctx.optimizer.step()
+    ctx.scheduler.step()
+    return mean_loss.item(), per_iter
+
+
+def validate(ctx: Context, step: int, epoch: int) -> float:
+    """Score the val split (all ranks), log it (rank 0) and return the mIoU that selects best.pt: after the last
+    iteration, or, for an interactive model, after 3 simulated strokes."""
+    args, model = ctx.args, ctx.model
+    sync_buffers(model, ctx.world)
+    if args.interactive:
+        per_stroke, noc = score_interactive(model, ctx.val_set, args.val_strokes, ctx.device, args.stroke_radius,
+                                            args.encoding, args.stroke_distance, batch=args.batch, rank=ctx.rank,
+                                            world=ctx.world)
+        miou = per_stroke[min(3, len(per_stroke)) - 1]["miou"]  # after 3 strokes
+        if ctx.master:
+            append_log(ctx.log_path, {"kind": "eval", "split": "val", "step": step, "epoch": epoch, "miou": miou,
+                                      "noc90": noc, "per_iteration": [{k: r[k] for k in ("iteration", *REPORTED)}
+                                                                      for r in per_stroke]})  # k = after k strokes
+            ctx.bar.write(f"step {step}: val mIoU after 3 strokes {miou:.4f}, NoC@90 {noc:.2f} (strokes "
+                          f"1..{len(per_stroke)}: " + ", ".join(f"{r['miou']:.3f}" for r in per_stroke) + ")")
+        return miou
+    per_iteration = score_dataset(model, ctx.val_set, ctx.iterations, ctx.device, batch=args.batch, rank=ctx.rank,
+                                  world=ctx.world).results()
+    miou = per_iteration[-1]["miou"]
+    if ctx.master:
+        summary = {k: per_iteration[-1][k] for k in REPORTED}
+        append_log(ctx.log_path, {"kind": "eval", "split": "val", "step": step, "epoch": epoch, **summary,
+                                  "per_iteration": [{k: r[k] for k in ("iteration", *REPORTED)}
+                                                    for r in per_iteration]})
+        ctx.bar.write(f"step {step}: val mIoU {miou:.4f} (t=1..{ctx.iterations}: "
+                      + ", ".join(f"{r['miou']:.3f}" for r in per_iteration) + ")")
+    return miou
 
 
 def train(args) -> int:
@@ -196,7 +288,8 @@ def train(args) -> int:
         from tqdm import tqdm
 
         bar = tqdm(total=total, initial=step, disable=not master, unit="step", dynamic_ncols=True, desc="train")
-        t0, last_good = time.time(), (run / "last.pt").exists()
+        ctx = Context(args, model, net, optimizer, scheduler, device, rank, world, run, log_path, iterations, alpha,
+                      val_set, bar, last_good=(run / "last.pt").exists())
         while step < total:
             epoch = step // per_epoch
             sampler.set_epoch(epoch)
@@ -205,77 +298,24 @@ def train(args) -> int:
                                 num_workers=args.workers, pin_memory=device.type == "cuda",
                                 generator=torch.Generator().manual_seed(args.seed * 1_000_003 + step))
             for batch in loader:
-                model.train()
-                x = batch["image"].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                y = batch["mask"].to(device, non_blocking=True)
-                s0 = None
-                if args.interactive:  # strokes and the fed-back mask of 0..R simulated rounds, no gradient
-                    rng = np.random.default_rng([args.seed, step, rank])
-                    rounds = int(rng.integers(0, args.rounds + 1))
-                    x = shuffle_colours(x, rng, args.colour_shuffle)
-                    prev, enc = simulate_rounds(model, x, y, rng, rounds, args.stroke_radius, args.encoding,
-                                                args.stroke_distance)
-                    x = model_input(x, prev, enc).contiguous(memory_format=torch.channels_last)
-                    s0 = prev if model.seedable else None
-                outs = net(x, iterations=iterations, s0=s0)
-                loss, per_iter = recurrent_loss(outs, y, alpha=alpha)
-                mean_loss = loss.detach().clone()
-                if world > 1:  # one decision for all ranks, and the logged loss is the global mean
-                    dist.all_reduce(mean_loss)
-                    mean_loss /= world
-                if not torch.isfinite(mean_loss):
-                    bar.close()
-                    kept = f"last good checkpoint {run / 'last.pt'} kept" if last_good else "no checkpoint was saved yet"
-                    raise KbhError(f"loss is {mean_loss.item()} at step {step + 1} (lr {scheduler.get_last_lr()[0]:.3g}); "
-                                   f"stopping, {kept}. Try a lower --lr.")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if model.recurrent:  # paper: clip recurrent models' gradients (norm 10)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-                optimizer.step()
-                scheduler.step()
+                mean_loss, per_iter = train_step(ctx, batch, step)
                 step += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{mean_loss.item():.4f}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
+                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
                 if master and (step % args.log_every == 0 or step == total):
-                    append_log(log_path, {"kind": "train", "step": step, "epoch": epoch, "loss": mean_loss.item(),
+                    append_log(log_path, {"kind": "train", "step": step, "epoch": epoch, "loss": mean_loss,
                                           "loss_per_iteration": per_iter, "lr": scheduler.get_last_lr()[0],
-                                          "elapsed_s": round(time.time() - t0, 2)})
-
+                                          "elapsed_s": round(time.time() - ctx.t0, 2)})
                 do_eval = val_set is not None and ((args.eval_every and step % args.eval_every == 0) or step == total)
-                if do_eval and args.interactive:
-                    sync_buffers(model, world)
-                    per_stroke, noc = score_interactive(model, val_set, args.val_strokes, device, args.stroke_radius,
-                                                        args.encoding, args.stroke_distance, batch=args.batch,
-                                                        rank=rank, world=world)
-                    miou = per_stroke[min(3, len(per_stroke)) - 1]["miou"]  # after 3 strokes
-                    if master:
-                        append_log(log_path, {"kind": "eval", "split": "val", "step": step, "epoch": epoch,
-                                              "miou": miou, "noc90": noc, "per_iteration": [
-                                                  {k: r[k] for k in ("iteration", *REPORTED)}
-                                                  for r in per_stroke]})  # here "iteration" k = after k strokes
-                        bar.write(f"step {step}: val mIoU after 3 strokes {miou:.4f}, NoC@90 {noc:.2f} (strokes "
-                                  f"1..{len(per_stroke)}: " + ", ".join(f"{r['miou']:.3f}" for r in per_stroke) + ")")
-                elif do_eval:
-                    sync_buffers(model, world)
-                    scorer = score_dataset(model, val_set, iterations, device, batch=args.batch, rank=rank, world=world)
-                    per_iteration = scorer.results()
-                    miou = per_iteration[-1]["miou"]
-                    if master:
-                        summary = {k: per_iteration[-1][k] for k in REPORTED}
-                        append_log(log_path, {"kind": "eval", "split": "val", "step": step, "epoch": epoch, **summary,
-                                              "per_iteration": [{k: r[k] for k in ("iteration", *REPORTED)}
-                                                                for r in per_iteration]})
-                        bar.write(f"step {step}: val mIoU {miou:.4f} (t=1..{iterations}: "
-                                  + ", ".join(f"{r['miou']:.3f}" for r in per_iteration) + ")")
                 if do_eval:
+                    miou = validate(ctx, step, epoch)
                     if master and miou > best_miou:
                         best_miou = miou
                         save_checkpoint(run / "best.pt", checkpoint_state(epoch))
                     best_miou = max(best_miou, miou)
                 if master and (step % args.save_every == 0 or step == total or do_eval):
                     save_checkpoint(run / "last.pt", checkpoint_state(epoch))
-                    last_good = True
+                    ctx.last_good = True
                     if do_eval or step == total:
                         plots.plot_run(run)
                 if step >= total:
@@ -294,7 +334,7 @@ def train(args) -> int:
             if len(set(digests)) != 1:
                 raise KbhError(f"ranks ended with different weights: {digests}")
         if master:
-            print(f"kbh train: done, {step} steps in {time.time() - t0:.1f}s; best val mIoU "
+            print(f"kbh train: done, {step} steps in {time.time() - ctx.t0:.1f}s; best val mIoU "
                   f"{best_miou if best_miou >= 0 else float('nan'):.4f}; checkpoints in {run}", flush=True)
         return 0
     finally:
