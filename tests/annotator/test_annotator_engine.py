@@ -15,7 +15,7 @@ import kbh.engines
 from annotator.session import FrameSession
 from kbh.errors import KbhError
 from kbh.strokes import BACKGROUND, FOREGROUND, Stroke, rasterize
-from tests.test_annotator_session import fake_engine, make_workspace
+from tests.annotator.helpers import fake_engine, make_workspace
 
 MODEL_LABEL = "Model fake (step 7)"
 GOOD, BAD = b"good checkpoint", b"not a checkpoint"
@@ -379,7 +379,7 @@ def test_annotate_command_hands_the_engine_to_the_window(tmp_path, monkeypatch, 
 
 # -- the real model engine, reached only through kbh.engines -------------------------------------------------------
 def test_annotator_never_imports_training():
-    root = Path(__file__).resolve().parents[1] / "annotator"
+    root = Path(__file__).resolve().parents[2] / "annotator"
     for path in root.glob("*.py"):
         assert not re.search(r"^\s*(from|import)\s+training\b", path.read_text(), re.M), path.name
 
@@ -390,7 +390,7 @@ def test_the_trained_model_engine_in_the_window(qtbot, window, tmp_path, one_tor
     kbh.engines, the status bar takes the engine's own label, and stroke pixels keep their labels."""
     pytest.importorskip("training.interactive_engine")
     from kbh.cli import main
-    from tests.training_fixtures import make_shards
+    from tests.training.helpers import make_shards
 
     shards = make_shards(tmp_path / "shards")
     assert main(["train", "--model", "dru4", "--data", str(shards), "--out", str(tmp_path / "run"), "--steps", "2",

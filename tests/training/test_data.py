@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from kbh.errors import KbhError
 from training.data import (IMAGENET_MEAN, IMAGENET_STD, ShardDataset, SkipSampler, normalize, random_rotate_flip,
                            rank_indices, steps_per_epoch)
-from training_fixtures import make_shards, manifest_id_of
+from tests.training.helpers import make_shards, manifest_id_of
 
 
 @pytest.fixture(scope="module")

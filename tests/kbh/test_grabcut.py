@@ -11,7 +11,7 @@ from kbh.imageio import read_image
 from kbh.mask_rules import HGR1_MASK, read_mask
 from kbh.strokes import BACKGROUND, FOREGROUND, Stroke, hard_labels
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def blobs(h=120, w=160, seed=0):

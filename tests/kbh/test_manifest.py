@@ -9,7 +9,7 @@ from kbh.errors import KbhError
 from kbh.manifest import (build_manifest, compute_manifest_id, manifest_from_lists, read_manifest, split_of_keys,
                           with_shards, write_manifest)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
 KBH_LISTS = DATA / "kbh-2019-split"
 

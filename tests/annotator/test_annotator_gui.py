@@ -13,53 +13,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from annotator.window import COLUMNS, AnnotatorWindow  # noqa: E402
 from kbh.workspace import Workspace  # noqa: E402
-from tests.test_annotator_session import fake_engine, make_workspace  # noqa: E402
-
-
-@pytest.fixture
-def ws_path(tmp_path):
-    make_workspace(tmp_path / "ws").close()
-    return tmp_path / "ws"
-
-
-@pytest.fixture
-def open_window(qtbot, tmp_path):
-    """Factory: a shown window on a workspace path, with its own settings file (never the user's)."""
-    made = []
-
-    def make(path, engine_factory=fake_engine, register=True):
-        settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-        win = AnnotatorWindow(Workspace.open(path), settings=settings, engine_factory=engine_factory,
-                              annotator="tester")
-        if register:
-            qtbot.addWidget(win)
-        win.resize(900, 600)
-        win.show()
-        qtbot.waitExposed(win)
-        made.append(win)
-        return win
-
-    yield make
-    for win in made:
-        win.worker.stop()
-        win.saver.stop(drain=False)
-
-
-def view_pos(win, x, y) -> QPoint:
-    """Viewport position of image pixel (x, y)."""
-    return win.canvas.mapFromScene(QPointF(x + 0.5, y + 0.5))
-
-
-def draw(qtbot, win, points, button=Qt.MouseButton.LeftButton):
-    vp = win.canvas.viewport()
-    qtbot.mousePress(vp, button, pos=view_pos(win, *points[0]))
-    for p in points[1:]:
-        qtbot.mouseMove(vp, pos=view_pos(win, *p))
-    qtbot.mouseRelease(vp, button, pos=view_pos(win, *points[-1]))
-
-
-def wait_saved(qtbot, win):
-    qtbot.waitUntil(win.all_saved, timeout=10000)
+from tests.annotator.helpers import draw, view_pos, wait_saved  # noqa: E402
 
 
 def test_draw_undo_redo_switch_frames(qtbot, open_window, ws_path):
@@ -298,7 +252,7 @@ def test_sigkill_loses_at_most_the_last_stroke(tmp_path, ws_path, open_window):
     import sys
 
     pytest.importorskip("kbh.grabcut")  # the killed app runs the real engine
-    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(root)}
     mask_file = tmp_path / "mask_after_two.npy"
     proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(ws_path), str(mask_file)], env=env,

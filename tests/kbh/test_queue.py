@@ -4,13 +4,12 @@ from kbh.cli import main
 from kbh.queue import annotation_queue
 from kbh.workspace import Workspace
 from tests.helpers import blob_image
-from tests.test_workspace import add_png
 
 
 def test_queue_orders_by_uncertainty_and_skips_human_work(tmp_path, capsys):
     ws = Workspace.init(tmp_path / "ws")
     ws.upsert_sequence("s", "p")
-    ids = [add_png(ws, "s", i, blob_image(seed=i)[0]) for i in range(5)]
+    ids = [ws.add_image("s", i, blob_image(seed=i)[0]) for i in range(5)]
     prob = np.full((40, 60), 0.5, np.float32)
     ws.save_prediction(ids[0], "m", prob, 0.10)
     ws.save_prediction(ids[1], "m", prob, 0.90)

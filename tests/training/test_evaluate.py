@@ -11,7 +11,7 @@ from training.evaluate import evaluate, score_dataset
 from training.inference import predict_probs
 from training.metrics import scores_from_confusion
 from training.models import build_model
-from training_fixtures import make_shards
+from tests.training.helpers import make_shards
 
 
 @pytest.fixture(scope="module")

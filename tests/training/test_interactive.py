@@ -14,7 +14,7 @@ from training.checkpoint import load_checkpoint, save_checkpoint
 from training.data import ShardDataset
 from training.interactive import encode_strokes, initial_strokes, scale_stroke
 from training.interactive_engine import make_factory, make_hybrid_factory
-from training_fixtures import make_shards
+from tests.training.helpers import make_shards
 
 
 @pytest.fixture(scope="module")

@@ -11,40 +11,8 @@ from annotator.session import IDLE_CAP_S, FrameSession, MaskDiff
 from kbh.errors import KbhError
 from kbh.strokes import BACKGROUND, FOREGROUND, Stroke, rasterize, scribbles
 from kbh.workspace import Workspace, propagated_model
+from tests.annotator.helpers import H, W, add_png, fake_engine, make_workspace  # noqa: F401
 from tests.helpers import blob_image
-
-H, W = 60, 80
-
-
-def add_png(ws, seq, idx, img) -> int:
-    return ws.add_image(seq, idx, img)
-
-
-def make_workspace(root, persons=(("p1", "s1", 3), ("p2", "s2", 2)), h=H, w=W) -> Workspace:
-    """A tiny workspace: per person one sequence of `n` 60x80 frames with a bright blob as the hand."""
-    ws = Workspace.init(root)
-    seed = 0
-    for person, seq, n in persons:
-        ws.upsert_sequence(seq, person)
-        for i in range(n):
-            img, _ = blob_image(h, w, seed=seed)
-            seed += 1
-            add_png(ws, seq, i, img)
-    return ws
-
-
-def fake_engine(image, prior=None):
-    """Deterministic stand-in for GrabCut: bright pixels, plus foreground strokes, minus background strokes."""
-
-    class Engine:
-        def update(self, strokes):
-            m = (image.mean(axis=2) > 100).astype(np.uint8)
-            for s in strokes:
-                m[rasterize(s, m.shape)] = s.label
-            return m
-
-    return Engine()
-
 
 def fg(*pts, r=3.0):
     return Stroke(FOREGROUND, r, tuple(pts))

@@ -5,7 +5,6 @@ import torch
 from kbh.cli import main
 from kbh.workspace import Workspace
 from tests.helpers import blob_image
-from tests.test_workspace import add_png
 from training.checkpoint import save_checkpoint
 from training.models import build_model
 from training.predict import Predictor, binary_entropy
@@ -34,7 +33,7 @@ def ws(tmp_path):
     w = Workspace.init(tmp_path / "ws")
     w.upsert_sequence("s", "p")
     for i in range(5):
-        add_png(w, "s", i, blob_image(seed=i)[0])
+        w.add_image("s", i, blob_image(seed=i)[0])
     yield w
     w.close()
 

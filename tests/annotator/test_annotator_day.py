@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 
 from annotator.window import STATUS_COLOURS  # noqa: E402
 from kbh.workspace import Workspace  # noqa: E402
-from tests.test_annotator_gui import draw, open_window, wait_saved, ws_path  # noqa: E402,F401
+from tests.annotator.helpers import draw, wait_saved  # noqa: E402
 
 
 def close(win):
@@ -150,7 +150,7 @@ def test_export_from_the_file_menu(qtbot, open_window, ws_path, tmp_path):
 
 
 def test_recent_workspaces_and_opening_another(qtbot, open_window, ws_path, tmp_path):
-    from tests.test_annotator_session import make_workspace
+    from tests.annotator.helpers import make_workspace
 
     make_workspace(tmp_path / "other").close()
     win = open_window(ws_path)
@@ -163,7 +163,7 @@ def test_recent_workspaces_and_opening_another(qtbot, open_window, ws_path, tmp_
 
 
 def click(qtbot, win, x, y, button=Qt.MouseButton.LeftButton):
-    from tests.test_annotator_gui import view_pos
+    from tests.annotator.helpers import view_pos
 
     qtbot.mouseClick(win.canvas.viewport(), button, pos=view_pos(win, x, y))
 

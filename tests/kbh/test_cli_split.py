@@ -14,7 +14,7 @@ from kbh.shards import ShardReader, list_shards
 from kbh.workspace import Workspace
 from tests.helpers import make_ws
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
 HGR1 = DATA / "hgr1"
 

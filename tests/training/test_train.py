@@ -15,9 +15,9 @@ import torch
 
 from kbh.cli import main as kbh_main
 from training.checkpoint import load_checkpoint
-from training_fixtures import make_shards, manifest_id_of
+from tests.training.helpers import make_shards, manifest_id_of
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 

@@ -9,7 +9,6 @@ from kbh.mask_export import rle_decode, rle_encode
 from kbh.stats import workspace_stats
 from kbh.workspace import Workspace
 from tests.helpers import blob_image
-from tests.test_workspace import add_png
 
 
 @pytest.fixture
@@ -21,7 +20,7 @@ def ws(tmp_path):
     w.upsert_sequence("s2", "p2", {"lighting": "dim"})
     for i in range(3):
         img, mask = blob_image(seed=i)
-        fid = add_png(w, "s1" if i < 2 else "s2", i, img)
+        fid = w.add_image("s1" if i < 2 else "s2", i, img)
         if i < 2:
             w.save_annotation(fid, mask=mask, status="done", source="grabcut", annotator="ann", add_seconds=30)
     yield w
