@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 
 
-from kbh.synth import _png, render_sequence, synthesize_workspace
+from kbh.synth import render_sequence, synthesize_workspace
+from kbh.synth.writer import _png
 from kbh.workspace import Workspace
 
 

@@ -8,8 +8,9 @@ import pytest
 
 from kbh.errors import KbhError
 from kbh.imageio import read_image, read_mask_png
-from kbh.synth import (_render, person_attributes, render_sequence, sequence_attributes, sequence_seed,
+from kbh.synth import (person_attributes, render_sequence, sequence_attributes, sequence_seed,
                        synthesize_workspace)
+from kbh.synth.render import _render
 from kbh.workspace import PERSON_ATTRIBUTES, SEQUENCE_ATTRIBUTES, Workspace
 
 SMALL = (115, 153)
