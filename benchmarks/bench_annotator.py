@@ -9,7 +9,7 @@ from just before the release event to the end of the first viewport paint that s
 (`Canvas.painted_serial` / `painted_at`).
 
 Frames: real HGR1 photographs resized to 230x306 and to 1280x720 (`--sizes`; "native" keeps their own size).
-Strokes: the simulated annotator (kbh.simulate.next_stroke) correcting the current mask against the HGR1 mask.
+Strokes: the simulated annotator (kbh.simulated_annotator.next_stroke) correcting the current mask against the HGR1 mask.
 Engine: GrabCut (default) or a trained model (`--engine model --checkpoint C`, through kbh.engines). Offscreen Qt.
 On a loaded machine run the model with OMP_WAIT_POLICY=PASSIVE: torch's spinning OpenMP threads on the GUI thread
 (the sync baseline) otherwise take ~1 s per update on 2 busy cores, against a few ms once the load is gone.
@@ -42,7 +42,7 @@ from annotator.engines import build_engine
 from annotator.session import FrameSession
 from annotator.window import AnnotatorWindow
 from kbh.errors import KbhError
-from kbh.simulate import next_stroke
+from kbh.simulated_annotator import next_stroke
 from kbh.strokes import FOREGROUND
 from kbh.workspace import Workspace
 

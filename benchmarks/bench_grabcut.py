@@ -1,5 +1,5 @@
 """GrabCut engine benchmark: our GrabCutSession against plain whole-frame cv2.grabCut, driven by the simulated
-annotator (kbh.simulate) on real HGR1 frames, at 230x306 and at 720x1280 (upscaled HGR1 frames).
+annotator (kbh.simulated_annotator) on real HGR1 frames, at 230x306 and at 720x1280 (upscaled HGR1 frames).
 
 The "+prior" rows start from a prior: the ground truth shifted by (8, 5) px, a stand-in for the previous
 frame's mask. The brush radius (--radius at 306 px) and stroke length (20 px) scale with the frame size.
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from kbh.imageio import read_image
 from kbh.mask_rules import HGR1_MASK, read_mask
-from kbh.simulate import simulate
+from kbh.simulated_annotator import simulate
 from kbh.strokes import BACKGROUND, FOREGROUND, hard_labels
 
 

@@ -10,7 +10,7 @@ resized to --size; ground truth hand = mask pixel < 128 (HGR1 masks are inverted
 - "GrabCut": strokes alone;
 - "model -> GrabCut": the model's full-resolution probability after the first stroke becomes GrabCut's prior
   (GrabCutSession(image, prior=prob)), which then takes all strokes.
-Centre protocol (kbh.simulate.next_stroke), radius 5 px, cap 20 strokes. ms = wall time of each update after a
+Centre protocol (kbh.simulated_annotator.next_stroke), radius 5 px, cap 20 strokes. ms = wall time of each update after a
 stroke (torch threads as they are), with the load average, as the machine is shared.
 """
 
@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from kbh.grabcut import GrabCutSession
-from kbh.simulate import simulate
+from kbh.simulated_annotator import simulate
 from training.interactive_engine import make_factory
 
 

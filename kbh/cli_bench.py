@@ -1,6 +1,6 @@
 """`kbh bench annotate WS`: a simulated annotator over a workspace's frames that have a mask.
 
-For each frame with a stored mask (the ground truth), a simulated annotator (kbh.simulate) draws strokes until
+For each frame with a stored mask (the ground truth), a simulated annotator (kbh.simulated_annotator) draws strokes until
 the stroke cap or a perfect mask, with one of two protocols: `center` (each stroke at the centre of the largest
 error region, the standard NoC protocol) or `human` (strokes as people draw them: a long first stroke along the
 hand, then off-centre 20-60 px corrections with jitter; seeded). The engine is any of kbh.engines (`grabcut`, or
@@ -49,8 +49,8 @@ def run(args) -> int:
     from .errors import KbhError
     from .imageio import atomic_write_bytes
     from .shards import parse_size, resize_pair
-    from .simulate import simulate
-    from .simulated_annotation import ground_truth
+    from .simulated_annotator import simulate
+    from .simulate_annotate import ground_truth
     from .workspace import Workspace
 
     factory = engine_factory(args.engine, checkpoint=args.checkpoint)

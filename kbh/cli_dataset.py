@@ -150,7 +150,7 @@ def cmd_synth(args) -> int:
 
 
 def cmd_simulate_annotate(args) -> int:
-    from .simulated_annotation import annotate_frames
+    from .simulate_annotate import annotate_frames
     from .workspace import Workspace
 
     with Workspace.open(args.workspace) as ws:

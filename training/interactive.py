@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from kbh.grabcut import iou
-from kbh.simulate import human_stroke, next_stroke
+from kbh.simulated_annotator import human_stroke, next_stroke
 from kbh.strokes import BACKGROUND, FOREGROUND, Stroke, draw_stroke, hard_labels
 
 ENCODINGS = ("disk", "distance")
@@ -163,7 +163,7 @@ def initial_strokes(gt: np.ndarray, rng: np.random.Generator, radius: float) -> 
 
 
 def correction_stroke(mask: np.ndarray, gt: np.ndarray, rng: np.random.Generator, radius: float) -> Stroke | None:
-    """The next correction, in the largest error region: kbh.simulate's centre protocol, or its human protocol
+    """The next correction, in the largest error region: kbh.simulated_annotator's centre protocol, or its human protocol
     half of the time."""
     if rng.random() < 0.5:
         s = human_stroke(mask, gt, rng, radius=radius)
@@ -229,7 +229,7 @@ def simulate_rounds(model, image: torch.Tensor, gt: torch.Tensor, rng: np.random
 @torch.no_grad()
 def score_interactive(model, dataset, max_strokes: int, device, radius: float, encoding: str, distance: float,
                       batch: int = 8, rank: int = 0, world: int = 1) -> tuple[list[dict], float]:
-    """Validation of an interactive model: the centre protocol (kbh.simulate.next_stroke, deterministic) for
+    """Validation of an interactive model: the centre protocol (kbh.simulated_annotator.next_stroke, deterministic) for
     `max_strokes` strokes on every frame, one iteration per stroke seeded with the previous mask, hard labels
     imposed, at the shards' size. Returns (scores after k = 1..max_strokes strokes as IterationScorer.results()
     gives them, "iteration" = k; mean NoC@90 of the hand IoU, capped at max_strokes)."""

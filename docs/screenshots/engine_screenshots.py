@@ -5,7 +5,7 @@
 
 FRAME_NAME is an HGR1 photograph (e.g. 2_P_hgr1_id07_1) from ../shared/data/hgr1. For each engine (GrabCut, and
 the model and the model refined by GrabCut when a checkpoint is given) a fresh workspace holds the frame without its mask; the strokes are those
-the human protocol (kbh.simulate.human_stroke, seed 0) draws against that engine's masks; each is drawn with
+the human protocol (kbh.simulated_annotator.human_stroke, seed 0) draws against that engine's masks; each is drawn with
 real X mouse events (xdotool: press, move, release; left button hand, right button background) on the window,
 and the app's own worker computes the mask. The window is then grabbed from the X server into
 OUT_DIR/engine_<name>.png, and the IoU of the app's mask against the HGR1 mask is printed.
@@ -28,7 +28,7 @@ from annotator.window import AnnotatorWindow
 from kbh.grabcut import iou
 from kbh.imageio import read_image
 from kbh.mask_rules import HGR1_MASK, read_mask
-from kbh.simulate import simulate
+from kbh.simulated_annotator import simulate
 from kbh.workspace import Workspace
 
 HGR1 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hgr1"

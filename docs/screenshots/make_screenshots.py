@@ -4,7 +4,7 @@
 
 WS is a workspace imported from ../shared/data/hgr1/images (no masks). The strokes are placed the way a person
 would (a short foreground stroke inside the hand, background strokes around it, then up to four corrections
-where the mask is still wrong, chosen by kbh.simulate), using the data set's own masks only to know where the
+where the mask is still wrong, chosen by kbh.simulated_annotator), using the data set's own masks only to know where the
 hand is; every mask shown is computed by the GrabCut engine in the app's worker.
 """
 
@@ -92,7 +92,7 @@ def annotate(app, win, masks_dir: Path, frame, done: bool):
         draw(win, [p, (p[0] + 6, p[1] + 4)], Qt.MouseButton.RightButton)
         wait(app, settled)
     # then corrections where the mask is still wrong, as a person would (the simulated annotator's choice)
-    from kbh.simulate import next_stroke
+    from kbh.simulated_annotator import next_stroke
 
     for _ in range(4):
         m = win.session.mask.astype(bool)

@@ -138,7 +138,7 @@ def test_real_hgr1_frame_with_a_few_strokes():
     images = DATA / "hgr1" / "images"
     if not images.is_dir():
         pytest.skip(f"real data not found at {DATA} (../shared/data beside the checkout)")
-    from kbh.simulate import simulate
+    from kbh.simulated_annotator import simulate
 
     name = "4_P_hgr1_id02_2"
     image = read_image(images / f"{name}.jpg")
@@ -254,7 +254,7 @@ def test_order_independence_on_every_hgr1_frame(protocol):
     images = DATA / "hgr1" / "images"
     if not images.is_dir():
         pytest.skip(f"real data not found at {DATA} (../shared/data beside the checkout)")
-    from kbh.simulate import simulate
+    from kbh.simulated_annotator import simulate
 
     worst = 1.0
     for k, path in enumerate(sorted(images.glob("*.jpg"))):

@@ -8,7 +8,7 @@ import torch
 
 from kbh.cli import main as kbh_main
 from kbh.errors import KbhError
-from kbh.simulate import next_stroke, simulate
+from kbh.simulated_annotator import next_stroke, simulate
 from kbh.strokes import BACKGROUND, FOREGROUND, Stroke, hard_labels
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.data import ShardDataset

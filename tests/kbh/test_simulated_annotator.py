@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from kbh.simulate import SimulationResult, human_stroke, next_stroke, simulate
+from kbh.simulated_annotator import SimulationResult, human_stroke, next_stroke, simulate
 from kbh.strokes import BACKGROUND, FOREGROUND, rasterize
 
 

@@ -1,6 +1,6 @@
 """A simulated person annotating workspace frames with the GrabCut engine (the demo's labelling step).
 
-It draws strokes where kbh.simulate's protocol puts them (inside the largest remaining error region) until the
+It draws strokes where kbh.simulated_annotator's protocol puts them (inside the largest remaining error region) until the
 mask reaches the target IoU against the ground truth, or the stroke cap, then saves the mask, the strokes and the
 engine time as a person's annotation would be saved. A prelabeled frame starts from its prediction, as in the
 annotator, and records the source `model` or `propagated`.
@@ -19,7 +19,7 @@ import numpy as np
 
 from .grabcut import GrabCutSession, iou
 from .imageio import read_mask_png
-from .simulate import next_stroke
+from .simulated_annotator import next_stroke
 from .workspace import PROPAGATED, Frame, Workspace, is_propagated
 
 ANNOTATOR = "simulated"

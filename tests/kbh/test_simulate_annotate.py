@@ -2,7 +2,7 @@ import numpy as np
 
 from kbh.cli import main
 from kbh.grabcut import iou
-from kbh.simulated_annotation import ground_truth
+from kbh.simulate_annotate import ground_truth
 from kbh.synth import synthesize_workspace
 from kbh.workspace import Workspace
 
