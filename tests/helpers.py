@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -45,3 +47,19 @@ def make_ws(root, layout, hw=(18, 24), status="done", seed=0):
                     ws.save_annotation(fr.id, mask=rng.random((h, w)) > 0.6, status=status, source="import")
     ws.close()
     return root
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(path: Path, size: str):
+    """A small tmpfs at `path` (a full or, remounted, a read-only disk for real); the test is skipped where
+    mounting is not allowed (it needs root, as in CI). Unmounted afterwards."""
+    import pytest
+
+    path.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

@@ -21,10 +21,12 @@ def open_window(qtbot, tmp_path):
     """Factory: a shown window on a workspace path, with its own settings file (never the user's)."""
     made = []
 
-    def make(path, engine_factory=fake_engine, register=True):
+    def make(path, register=True, **kw):
+        """`engine` or `engine_factory` as the window takes them; by default the stand-in engine."""
+        if "engine" not in kw:
+            kw.setdefault("engine_factory", fake_engine)
         settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-        win = AnnotatorWindow(Workspace.open(path), settings=settings, engine_factory=engine_factory,
-                              annotator="tester")
+        win = AnnotatorWindow(Workspace.open(path), settings=settings, annotator="tester", **kw)
         if register:
             qtbot.addWidget(win)
         win.resize(900, 600)

@@ -15,7 +15,7 @@ import kbh.engines
 from annotator.session import FrameSession
 from kbh.errors import KbhError
 from kbh.strokes import BACKGROUND, FOREGROUND, Stroke, rasterize
-from tests.annotator.helpers import fake_engine, make_workspace
+from tests.annotator.helpers import draw, fake_engine, make_workspace
 
 MODEL_LABEL = "Model fake (step 7)"
 GOOD, BAD = b"good checkpoint", b"not a checkpoint"
@@ -123,45 +123,10 @@ def test_worker_drops_its_engines_when_the_factory_changes(qtbot):
 
 # -- the window ----------------------------------------------------------------------------------------------------
 @pytest.fixture
-def window(qtbot, tmp_path):
-    """Factory: a shown window with its own settings file; `engine` or `engine_factory` as the window takes them."""
-    from PySide6.QtCore import QSettings
-
-    from annotator.window import AnnotatorWindow
-    from kbh.workspace import Workspace
-
-    path = tmp_path / "ws"
-    make_workspace(path).close()
-    made = []
-
-    def make(**kw):
-        if "engine" not in kw:
-            kw.setdefault("engine_factory", fake_engine)
-        settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-        win = AnnotatorWindow(Workspace.open(path), settings=settings, annotator="tester", **kw)
-        qtbot.addWidget(win)
-        win.resize(900, 600)
-        win.show()
-        qtbot.waitExposed(win)
-        made.append(win)
-        return win
-
-    yield make
-    for win in made:
-        win.worker.stop()
-        win.saver.stop(drain=False)
-
-
-def draw(qtbot, win, points, button=None):
-    from PySide6.QtCore import QPointF, Qt
-
-    button = button or Qt.MouseButton.LeftButton
-    vp = win.canvas.viewport()
-    pos = [win.canvas.mapFromScene(QPointF(x + 0.5, y + 0.5)) for x, y in points]
-    qtbot.mousePress(vp, button, pos=pos[0])
-    for p in pos[1:]:
-        qtbot.mouseMove(vp, pos=p)
-    qtbot.mouseRelease(vp, button, pos=pos[-1])
+def window(open_window, ws_path):
+    """Factory: a shown window on the tiny workspace (tests/annotator/conftest.py); `engine` or `engine_factory`
+    as the window takes them."""
+    return lambda **kw: open_window(ws_path, **kw)
 
 
 def settle(qtbot, win):

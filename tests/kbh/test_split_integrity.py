@@ -17,7 +17,7 @@ from kbh.shards import ShardReader, ShardWriter, verify
 from kbh.atomic_folder import lock_path, writer_lock
 from kbh.split_folder import open_split_folder
 from kbh.workspace import Workspace
-from tests.helpers import make_ws
+from tests.helpers import make_ws, mounted_tmpfs
 
 LAYOUT = {f"p{i}": {f"s{i}": 3} for i in range(5)}
 
@@ -297,13 +297,8 @@ def test_the_check_reads_a_manifest_written_by_this_version(good_split):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 256 KiB tmpfs (needs root, as in CI); skipped where mounting is not allowed."""
-    d = tmp_path / "disk"
-    d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(d)], capture_output=True)
-    if r.returncode:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    yield d
-    subprocess.run(["umount", "-l", str(d)], capture_output=True)
+    with mounted_tmpfs(tmp_path / "disk", "256k") as d:
+        yield d
 
 
 def test_disk_full_during_a_split(tmp_path, small_disk, capsys):

@@ -15,7 +15,7 @@ from kbh.errors import KbhError
 from kbh.imageio import atomic_write_bytes
 from kbh.strokes import BACKGROUND, FOREGROUND, Stroke
 from kbh.workspace import Workspace
-from tests.helpers import make_ws
+from tests.helpers import make_ws, mounted_tmpfs
 
 LAYOUT = {"p0": {"s0": 2}, "p1": {"s1": 2}, "p2": {"s2": 2}}
 
@@ -117,13 +117,8 @@ def test_stats_into_a_closed_pipe_is_quiet(tmp_path):
 
 @pytest.fixture
 def tmpfs(tmp_path):
-    d = tmp_path / "mnt"
-    d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(d)], capture_output=True)
-    if r.returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    yield d
-    subprocess.run(["umount", "-l", str(d)], capture_output=True)
+    with mounted_tmpfs(tmp_path / "mnt", "512k") as d:
+        yield d
 
 
 def test_a_read_only_workspace_opens_read_only(tmp_path, tmpfs, capsys):

@@ -51,16 +51,10 @@ def test_corrupt_truncated_and_foreign_checkpoints(tmp_path, capsys):
 
 
 def test_a_full_disk_is_one_line_naming_the_checkpoint(tmp_path):
-    import subprocess
+    from tests.helpers import mounted_tmpfs
 
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    try:
+    with mounted_tmpfs(tmp_path / "disk", "64k") as disk:
         model = build_model("unet-g")
         with pytest.raises(KbhError, match=f"{disk}/best.pt: cannot write \\(No space left on device\\)"):
             save_checkpoint(disk / "best.pt", {"model": model.state_dict(), "step": 1})
         assert list(disk.iterdir()) == []  # no temporary file left
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
