@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 
+from kbh.workspace import previous_index
 from training.data import open_split
 from training.metrics import confusion, scores_from_confusion
 from training.predict import Predictor
@@ -49,7 +50,7 @@ def run(checkpoint: Path, data: Path, split: str, seeded_iterations: int = 1, li
         for frame_index, i in items:
             r = reader[i]
             image, gt = r["image"], r["mask"]
-            if prev_gt is not None and frame_index == prev_index + 1:
+            if prev_gt is not None and prev_index == previous_index(frame_index):
                 runs = {"unseeded": (predictor.iterations, None), "seeded_gt": (seeded_iterations, prev_gt),
                         "seeded_chain": (seeded_iterations, chain)}
                 for m, (its, seed) in runs.items():

@@ -16,18 +16,18 @@
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
+import resource
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-
 from kbh.split import group_shuffle_baseline, split_groups
+
+from .fresh_process import run_fresh
+
+REPO = Path(__file__).resolve().parents[1]
 
 RATIOS = (0.2, 0.2, 0.6)
 SIZE = (230, 306)
@@ -124,14 +124,14 @@ def bench_shards(n_frames: int, n_reads: int) -> None:
                   f" {c_read / n_reads * 1000:7.2f} {size / n_frames / 1024:10.1f} {size / n_frames / raw:6.0%}")
 
 
-CHILD = """
-import resource, sys, time
-from kbh.cli import main
-t = time.perf_counter()
-rc = main(sys.argv[1:])
-u = resource.getrusage(resource.RUSAGE_SELF)
-print(f"CHILD rc={rc} seconds={time.perf_counter() - t:.1f} cpu={u.ru_utime + u.ru_stime:.1f} maxrss_kib={u.ru_maxrss}")
-"""
+def _measured_split(argv: list[str]) -> dict:
+    """`kbh split ARGV` in this (fresh) process; its exit status, wall and CPU seconds and peak RSS."""
+    from kbh.cli import main
+
+    t = time.perf_counter()
+    rc = main(argv)
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return {"rc": rc, "seconds": time.perf_counter() - t, "cpu": u.ru_utime + u.ru_stime, "maxrss_kib": u.ru_maxrss}
 
 
 def bench_scale(sizes: list[int], workdir: Path | None) -> None:
@@ -154,15 +154,11 @@ def bench_scale(sizes: list[int], workdir: Path | None) -> None:
         # only the first n frames are eligible for this run
         ws.set_statuses({i: "done" if k < n else "unlabeled" for k, i in enumerate(ids)})
         out = root / f"out{n}"
-        cmd = [sys.executable, "-c", CHILD, "split", str(root / "ws"), "--by-person", "20/20/60", "--seed", "0",
-               "--out", str(out), "--no-progress"]
-        res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-        line = [ln for ln in res.stdout.splitlines() if ln.startswith("CHILD")]
-        if res.returncode != 0 or not line:
-            print(res.stdout, res.stderr)
-            raise SystemExit("scale run failed")
-        fields = dict(kv.split("=") for kv in line[0].split()[1:])
-        secs, cpu, rss = float(fields["seconds"]), float(fields["cpu"]), int(fields["maxrss_kib"]) / 1024
+        r = run_fresh(_measured_split, ["split", str(root / "ws"), "--by-person", "20/20/60", "--seed", "0",
+                                        "--out", str(out), "--no-progress"], what=f"kbh split of {n} frames")
+        if r["rc"] != 0:
+            raise SystemExit(f"scale run failed (exit {r['rc']})")
+        secs, cpu, rss = r["seconds"], r["cpu"], r["maxrss_kib"] / 1024
         size = sum(p.stat().st_size for p in out.glob("*.h5")) / 2**20
         print(f"   kbh split {n:6d} frames: {secs:6.1f} s wall ({n / secs:5.0f} frames/s), {cpu:6.1f} s CPU "
               f"({cpu / n * 1000:5.1f} ms/frame), peak RSS {rss:6.0f} MiB, "

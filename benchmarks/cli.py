@@ -1,6 +1,7 @@
-"""`kbh bench split`, `kbh bench propagation`, `kbh bench integrity`, `kbh demo`: benchmarks and the demo, as
+"""`kbh bench annotate|speed|split|propagation|integrity` and `kbh demo`: the benchmarks and the demo, as
 sub-commands registered through the `kbh.commands` entry point (the core's `kbh` command names no layer above it).
-Each forwards its arguments to the module's `main(argv)`."""
+`annotate` and `speed` declare their options here; the others forward their arguments to the module's
+`main(argv)`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ BENCHES = {
 
 
 def register(sub, bench_sub) -> None:
+    from . import bench_annotate, bench_speed
+
+    bench_annotate.register(bench_sub)
+    bench_speed.register(bench_sub)
     # Their options belong to the module: kbh forwards everything after the command (`forward_args`).
     for name, (module, text) in BENCHES.items():
         b = bench_sub.add_parser(name, help=text, add_help=False)

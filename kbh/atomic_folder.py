@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import KbhError
-from .imageio import DIR_MODE, write_error
+from .atomic_file import DIR_MODE, write_error
 
 
 def lock_path(target: Path) -> Path:

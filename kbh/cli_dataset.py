@@ -181,7 +181,7 @@ def cmd_simulate_annotate(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from .imageio import atomic_path
+    from .atomic_file import atomic_path
     from .stats import format_stats, stats
 
     s = stats(args.path, coverage=not args.no_coverage)

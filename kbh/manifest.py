@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from .errors import KbhError
-from .imageio import atomic_write_bytes
+from .atomic_file import atomic_write_bytes
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1

@@ -17,7 +17,8 @@ import numpy as np
 from . import __version__
 from .atomic_folder import recover, staged_folder, writer_lock
 from .errors import KbhError
-from .imageio import atomic_path, write_png
+from .atomic_file import atomic_path
+from .imageio import write_png
 from .workspace import LABELED_STATUSES, Workspace, safe_name
 
 

@@ -22,7 +22,8 @@ import h5py
 import numpy as np
 
 from .errors import KbhError
-from .imageio import atomic_path, sha256_file
+from .atomic_file import atomic_path
+from .imageio import sha256_file
 
 SCHEMA_VERSION = 1
 # Chosen by benchmarks/bench_split.py (see benchmarks/RESULTS.md): on photographs gzip level 1 stores 44% of raw

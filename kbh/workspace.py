@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import KbhError
-from .imageio import atomic_write_bytes, read_image, read_mask_png, write_png
+from .atomic_file import atomic_write_bytes
+from .imageio import read_image, read_mask_png, write_png
 from .strokes import Stroke
 
 DB_NAME = "kbh.sqlite"
@@ -53,6 +54,14 @@ def propagated_model(model: str | None = None) -> str:
 def is_propagated(model: str) -> bool:
     """Whether a prediction's model name marks a propagated mask (either form of `propagated_model`)."""
     return model == PROPAGATED or model.endswith(f"/{PROPAGATED}")
+
+
+def previous_index(frame_index: int) -> int:
+    """The index of the frame that seeds `frame_index` in its sequence: propagation's adjacency rule, used for
+    workspace frames (Workspace.previous_frame) and for shard records alike."""
+    return frame_index - 1
+
+
 # The KBH table's attributes; free-form key=value is allowed besides these.
 SEQUENCE_ATTRIBUTES = ("desk", "desk_position", "keyboard", "lighting", "objects_on_desk")
 PERSON_ATTRIBUTES = ("bracelet", "watch", "skin_tone", "tattoo", "nail_polish", "rings")
@@ -583,9 +592,9 @@ class Workspace:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
 
     def previous_frame(self, frame: Frame) -> Frame | None:
-        """The frame just before `frame` in its sequence (index - 1), or None: what propagation seeds from."""
+        """The frame just before `frame` in its sequence (previous_index), or None: what propagation seeds from."""
         row = self.conn.execute(_FRAME_SELECT + " WHERE f.sequence_id = ? AND f.frame_index = ?",
-                                (frame.sequence_id, frame.frame_index - 1)).fetchone()
+                                (frame.sequence_id, previous_index(frame.frame_index))).fetchone()
         return Frame(*row) if row else None
 
     def count_frames(self) -> int:

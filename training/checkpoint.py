@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from kbh.errors import KbhError
-from kbh.imageio import atomic_path
+from kbh.atomic_file import atomic_path
 
 REQUIRED_KEYS = ("model_config", "model", "step", "normalization")
 

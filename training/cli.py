@@ -1,6 +1,21 @@
-"""`kbh train` and `kbh eval` (torch is imported only inside the handlers)."""
+"""The training part's sub-commands: `kbh train`, `kbh eval`, `kbh predict`, `kbh models`, `kbh export-model`
+(registered through the `kbh.commands` entry point; torch is imported only inside the handlers)."""
 
 from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    """kbh.shards.parse_size as an argparse type (the models need at least 16 pixels a side)."""
+    from kbh.errors import KbhError
+    from kbh.shards import parse_size
+
+    try:
+        return parse_size(text, min_side=16)
+    except KbhError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _train(args) -> int:
@@ -13,6 +28,40 @@ def _eval(args) -> int:
     from .evaluate import run_eval
 
     return run_eval(args)
+
+
+def _predict(args) -> int:
+    from .predict import run_predict
+
+    return run_predict(args)
+
+
+def _export_model(args) -> int:
+    from .onnx_export import run_export
+
+    return run_export(args)
+
+
+def _models(args) -> int:
+    import json
+
+    from training.models import MODEL_NAMES, build_model, count_parameters
+
+    rows = []
+    for name in MODEL_NAMES:
+        model = build_model(name)
+        rows.append({"name": name, "parameters": count_parameters(model), "recurrent": model.recurrent,
+                     "seedable": model.seedable, "default_iterations": model.default_iterations,
+                     "class": type(model).__name__})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'model':<11} {'parameters':>11}  {'T':>2}  {'s0':<3} class")
+    for r in rows:
+        print(f"{r['name']:<11} {r['parameters']:>11,}  {r['default_iterations']:>2}  "
+              f"{'yes' if r['seedable'] else 'no':<3} {r['class']}")
+    print("T: default iterations; s0: can be seeded with a previous frame's mask")
+    return 0
 
 
 def register(sub, bench_sub) -> None:
@@ -64,3 +113,32 @@ def register(sub, bench_sub) -> None:
     e.add_argument("--workers", type=int, default=0)
     e.add_argument("--device", choices=("cpu", "cuda"))
     e.set_defaults(func=_eval)
+
+    p = sub.add_parser("predict", help="store a model's predictions in a workspace as pre-annotations",
+                       description="Frames become `prelabeled` with a probability map and an uncertainty score; "
+                                   "frames a person has worked on are never touched.")
+    p.add_argument("workspace", type=Path)
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--frames", choices=("unlabeled", "prelabeled", "unworked"), default="unworked",
+                   help="which frames: unlabeled, prelabeled (refresh), or both (default)")
+    p.add_argument("--iterations", type=int, help="recurrent iterations (default: the model's)")
+    p.add_argument("--propagate", action="store_true",
+                   help="seed frame k+1 of a sequence with frame k's mask (finished mask or this run's prediction)")
+    p.add_argument("--propagate-iterations", type=int, default=1, help="iterations of a seeded frame")
+    p.add_argument("--size", help="HEIGHTxWIDTH the network sees (default: the checkpoint's, else 230x306)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("models", help="list every model with its parameter count")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_models)
+
+    x = sub.add_parser("export-model", help="export a checkpoint to ONNX and check it against torch")
+    x.add_argument("--checkpoint", required=True, help="a kbh checkpoint (e.g. RUN/best.pt)")
+    x.add_argument("--onnx", required=True, help="output .onnx file")
+    x.add_argument("--mode", choices=("all", "step"), default="all",
+                   help="all: every iteration in one graph; step: one iteration with the state as input/output")
+    x.add_argument("--iterations", type=int, help="iterations in --mode all (default: the model's)")
+    x.add_argument("--size", type=size_arg, default=(230, 306), help="HEIGHTxWIDTH of the exported input")
+    x.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads for the parity check")
+    x.set_defaults(func=_export_model)

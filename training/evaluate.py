@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from kbh.errors import KbhError
-from kbh.imageio import atomic_write_bytes
+from kbh.atomic_file import atomic_write_bytes
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import ShardDataset, rank_indices

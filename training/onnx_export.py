@@ -97,7 +97,7 @@ def export_onnx(model: nn.Module, destination, mode: str = "all", iterations: in
     if hasattr(destination, "write"):
         destination.write(data)
     else:
-        from kbh.imageio import atomic_write_bytes
+        from kbh.atomic_file import atomic_write_bytes
 
         atomic_write_bytes(destination, data)
     return {"inputs": input_names, "outputs": output_names, "metadata": meta,

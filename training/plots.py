@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from kbh.imageio import atomic_write_bytes
+from kbh.atomic_file import atomic_write_bytes
 
 
 def _save(fig: Figure, path: str | Path) -> None:

@@ -1,9 +1,10 @@
 """`kbh train`: train a segmentation model on HDF5 shards, in one process or under torchrun (DDP).
 
-Read top to bottom (nanoGPT / torchvision references/segmentation style): `train` sets up (distributed?) ->
-data -> model (fresh, or rebuilt from last.pt's config on --resume) -> optimizer, schedule, then loops over
-steps: `train_step` (batch, forward all iterations, weighted loss, backward, clip, step); every K steps
-`validate` (confusion matrices all-reduced across ranks); save last.pt / best.pt (rank 0), log to log.jsonl.
+Read bottom up, torchvision references/segmentation style: `train` (the main) checks the arguments
+(`check_args`), builds data, model, optimizer and schedule (`build_context`), then calls `train_one_epoch` until
+the budget is spent and `finish`es. An epoch runs `train_step` per batch (forward all iterations, weighted loss,
+backward, clip, step), logs to log.jsonl, and every K steps `validate`s (confusion matrices all-reduced across
+ranks) and saves last.pt / best.pt (rank 0).
 
 Settings of the paper (Wang et al., ICCV 2019; docs/training.md): SGD momentum 0.9, loss
 sum_t alpha^(N-t) CE_t with N = 3, alpha = 0.4, random rotation +-10 degrees and horizontal flips, gradient-norm
@@ -33,7 +34,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from kbh.errors import KbhError
-from kbh.imageio import write_error
+from kbh.atomic_file import write_error
 
 from . import plots
 from .checkpoint import load_checkpoint, plain_args, save_checkpoint, state_dict_digest
@@ -109,7 +110,7 @@ def truncate_log(path: Path, step: int) -> None:
 
 @dataclass
 class Context:
-    """What one training step and one validation need; `train` builds it once."""
+    """A run's parts and its progress (step, best mIoU); `train` builds it once, the steps below update it."""
 
     args: object
     model: torch.nn.Module
@@ -123,14 +124,26 @@ class Context:
     log_path: Path
     iterations: int
     alpha: float
+    train_set: object
     val_set: object
-    bar: object
+    sampler: object
+    per_epoch: int
+    total: int
+    checkpoint_extra: dict  # what every checkpoint records besides weights and progress
+    bar: object = None
+    step: int = 0
+    best_miou: float = -1.0
     last_good: bool = False  # last.pt holds a checkpoint (what a stop on a non-finite loss keeps)
     t0: float = field(default_factory=time.time)
 
     @property
     def master(self) -> bool:
         return self.rank == 0
+
+    def checkpoint_state(self, epoch: int) -> dict:
+        return {"model_config": dict(self.model.config), "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "step": self.step, "epoch": epoch, "best_miou": self.best_miou, **self.checkpoint_extra}
 
 
 def train_step(ctx: Context, batch: dict, step: int) -> tuple[float, list[float]]:
@@ -198,144 +211,161 @@ def validate(ctx: Context, step: int, epoch: int) -> float:
     return miou
 
 
-def train(args) -> int:
-    rank, world, device = setup_distributed(args.device)
-    master = rank == 0
-    run = Path(args.out)
-    log_path = run / "log.jsonl"
-    try:
-        # -- resume or start -----------------------------------------------------------------------------------
-        ckpt = None
-        if args.resume:
-            ckpt = load_checkpoint(run / "last.pt", map_location="cpu")
-            for note in merge_resume_args(args, ckpt["args"]):
-                if master:
-                    print(f"kbh train: --resume ignores {note}")
-        elif (run / "last.pt").exists():
-            raise KbhError(f"{run}: already holds a run (last.pt); use --resume or another --out")
-        if args.steps is None and args.epochs is None:
-            raise KbhError("give a budget: --steps N or --epochs N")
-        if args.interactive and args.rounds < 0:
-            raise KbhError(f"--rounds {args.rounds}: must be at least 0")
-        for name in ("steps", "epochs", "batch", "iterations", "save_every", "log_every", "val_strokes"):
-            if getattr(args, name) is not None and getattr(args, name) < 1:
-                raise KbhError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
-        if not (args.lr > 0 and math.isfinite(args.lr)):
-            raise KbhError(f"--lr {args.lr}: must be a positive number")
-        run.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(args.seed)
-
-        # -- data -------------------------------------------------------------------------------------------------
-        mean, std = (ckpt["normalization"]["mean"], ckpt["normalization"]["std"]) if ckpt else (IMAGENET_MEAN, IMAGENET_STD)
-        train_set = ShardDataset(args.data, "train", augment=True, mean=mean, std=std)
-        val_set = ShardDataset(args.data, "val", mean=mean, std=std) if has_split(args.data, "val") else None
-        input_size = list(train_set.raw(0)["mask"].shape)
-        if ckpt and ckpt.get("manifest_id") and ckpt["manifest_id"] != train_set.manifest_id:
-            raise KbhError(f"{args.data}: shards of manifest {train_set.manifest_id}, but the run was trained on "
-                           f"{ckpt['manifest_id']}")
-        sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
-        per_epoch = steps_per_epoch(len(train_set), args.batch, world)
-        total = args.steps if args.steps is not None else args.epochs * per_epoch
-
-        # -- model, optimizer, schedule -------------------------------------------------------------------------
-        from training.models import build_model
-
-        try:
-            extra = {"in_channels": 3 + EXTRA_CHANNELS} if args.interactive else {}
-            model = build_model(**ckpt["model_config"]) if ckpt else build_model(args.model, **extra)
-        except ValueError as e:
-            raise KbhError(str(e)) from None
-        if ckpt:
-            model.load_state_dict(ckpt["model"])
-        # channels_last: oneDNN's fast path for these small convolutions (~25% per step on 2 CPU cores)
-        model.to(device, memory_format=torch.channels_last)
-        iterations = model.iterations_to_run(args.iterations)
-        # A model may ask for the loss on its last output only (McIntosh et al.'s canvas): alpha = 0 gives weights
-        # 0, ..., 0, 1 (0^0 = 1).
-        alpha = 0.0 if getattr(model, "final_loss_only", False) else args.alpha
-        optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
-        # Polynomial decay to 0 at the end of the budget (recomputed from the step, so extending a run works).
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / total) ** 0.9)
-        step, best_miou = 0, -1.0
-        if ckpt:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            step, best_miou = int(ckpt["step"]), float(ckpt["best_miou"])
+def check_args(args, run: Path, master: bool = True) -> dict | None:
+    """Validate the budget and settings; on --resume take the run's settings from last.pt (returned)."""
+    ckpt = None
+    if args.resume:
+        ckpt = load_checkpoint(run / "last.pt", map_location="cpu")
+        for note in merge_resume_args(args, ckpt["args"]):
             if master:
-                truncate_log(log_path, step)
-        interactive = None  # what the engine needs to rebuild the input (training/interactive_engine.py)
-        if args.interactive:
-            interactive = {"encoding": args.encoding, "radius": args.stroke_radius, "distance": args.stroke_distance,
-                           "rounds": args.rounds, "extra_channels": EXTRA_CHANNELS,
-                           "channels": ["rgb", "mask", "hand strokes", "background strokes"]}
-        net = model
-        if world > 1:
-            net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+                print(f"kbh train: --resume ignores {note}")
+    elif (run / "last.pt").exists():
+        raise KbhError(f"{run}: already holds a run (last.pt); use --resume or another --out")
+    if args.steps is None and args.epochs is None:
+        raise KbhError("give a budget: --steps N or --epochs N")
+    if args.interactive and args.rounds < 0:
+        raise KbhError(f"--rounds {args.rounds}: must be at least 0")
+    for name in ("steps", "epochs", "batch", "iterations", "save_every", "log_every", "val_strokes"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise KbhError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        raise KbhError(f"--lr {args.lr}: must be a positive number")
+    return ckpt
 
-        def checkpoint_state(epoch: int) -> dict:
-            return {"model_config": dict(model.config), "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-                    "epoch": epoch, "best_miou": best_miou, "manifest_id": train_set.manifest_id,
-                    "normalization": {"mean": list(mean), "std": list(std)}, "args": plain_args(args),
-                    "input_size": input_size,  # (H, W) of the shards: `kbh predict` resizes frames to it
-                    **({"interactive": interactive} if interactive else {})}
 
-        if master:
-            print(f"kbh train: {model.config['name']} on {len(train_set)} frames ({per_epoch} steps/epoch, "
-                  f"{world} process{'es' if world > 1 else ''}, {device}), steps {step} -> {total}", flush=True)
+def build_context(args, ckpt: dict | None, run: Path, rank: int, world: int, device) -> Context:
+    """Data, model (fresh, or rebuilt from last.pt's config), optimizer and schedule, in that order."""
+    torch.manual_seed(args.seed)
+    # -- data
+    mean, std = (ckpt["normalization"]["mean"], ckpt["normalization"]["std"]) if ckpt else (IMAGENET_MEAN, IMAGENET_STD)
+    train_set = ShardDataset(args.data, "train", augment=True, mean=mean, std=std)
+    val_set = ShardDataset(args.data, "val", mean=mean, std=std) if has_split(args.data, "val") else None
+    if ckpt and ckpt.get("manifest_id") and ckpt["manifest_id"] != train_set.manifest_id:
+        raise KbhError(f"{args.data}: shards of manifest {train_set.manifest_id}, but the run was trained on "
+                       f"{ckpt['manifest_id']}")
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
+    per_epoch = steps_per_epoch(len(train_set), args.batch, world)
+    total = args.steps if args.steps is not None else args.epochs * per_epoch
 
-        # -- loop -----------------------------------------------------------------------------------------------
-        from tqdm import tqdm
+    # -- model
+    from training.models import build_model
 
-        bar = tqdm(total=total, initial=step, disable=not master, unit="step", dynamic_ncols=True, desc="train")
-        ctx = Context(args, model, net, optimizer, scheduler, device, rank, world, run, log_path, iterations, alpha,
-                      val_set, bar, last_good=(run / "last.pt").exists())
-        while step < total:
-            epoch = step // per_epoch
-            sampler.set_epoch(epoch)
-            # Resume part-way through an epoch at the same sample order; seed the workers by step.
-            loader = DataLoader(train_set, batch_size=args.batch, sampler=SkipSampler(sampler, (step % per_epoch) * args.batch),
-                                num_workers=args.workers, pin_memory=device.type == "cuda",
-                                generator=torch.Generator().manual_seed(args.seed * 1_000_003 + step))
-            for batch in loader:
-                mean_loss, per_iter = train_step(ctx, batch, step)
-                step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
-                if master and (step % args.log_every == 0 or step == total):
-                    append_log(log_path, {"kind": "train", "step": step, "epoch": epoch, "loss": mean_loss,
-                                          "loss_per_iteration": per_iter, "lr": scheduler.get_last_lr()[0],
-                                          "elapsed_s": round(time.time() - ctx.t0, 2)})
-                do_eval = val_set is not None and ((args.eval_every and step % args.eval_every == 0) or step == total)
-                if do_eval:
-                    miou = validate(ctx, step, epoch)
-                    if master and miou > best_miou:
-                        best_miou = miou
-                        save_checkpoint(run / "best.pt", checkpoint_state(epoch))
-                    best_miou = max(best_miou, miou)
-                if master and (step % args.save_every == 0 or step == total or do_eval):
-                    save_checkpoint(run / "last.pt", checkpoint_state(epoch))
-                    ctx.last_good = True
-                    if do_eval or step == total:
-                        plots.plot_run(run)
-                if step >= total:
-                    break
-        bar.close()
+    try:
+        extra = {"in_channels": 3 + EXTRA_CHANNELS} if args.interactive else {}
+        model = build_model(**ckpt["model_config"]) if ckpt else build_model(args.model, **extra)
+    except ValueError as e:
+        raise KbhError(str(e)) from None
+    if ckpt:
+        model.load_state_dict(ckpt["model"])
+    # channels_last: oneDNN's fast path for these small convolutions (~25% per step on 2 CPU cores)
+    model.to(device, memory_format=torch.channels_last)
+    # A model may ask for the loss on its last output only (McIntosh et al.'s canvas): alpha = 0 gives weights
+    # 0, ..., 0, 1 (0^0 = 1).
+    alpha = 0.0 if getattr(model, "final_loss_only", False) else args.alpha
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-        if master and val_set is None:  # nothing to select on: the final weights are the best we know
-            print("kbh train: no 'val' shards: best.pt is the final model")
-            save_checkpoint(run / "best.pt", checkpoint_state(step // per_epoch))
-        sync_buffers(model, world)
-        digest = state_dict_digest(model)
-        if world > 1:
-            print(f"rank {rank}/{world}: weights sha256 {digest}", flush=True)
-            digests = [None] * world
-            dist.all_gather_object(digests, digest)
-            if len(set(digests)) != 1:
-                raise KbhError(f"ranks ended with different weights: {digests}")
-        if master:
-            print(f"kbh train: done, {step} steps in {time.time() - ctx.t0:.1f}s; best val mIoU "
-                  f"{best_miou if best_miou >= 0 else float('nan'):.4f}; checkpoints in {run}", flush=True)
+    # -- optimizer, schedule: polynomial decay to 0 at the end of the budget (recomputed from the step, so
+    # extending a run works)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / total) ** 0.9)
+
+    extra = {"manifest_id": train_set.manifest_id, "normalization": {"mean": list(mean), "std": list(std)},
+             "args": plain_args(args),
+             "input_size": list(train_set.raw(0)["mask"].shape)}  # (H, W): `kbh predict` resizes frames to it
+    if args.interactive:  # what the engine needs to rebuild the input (training/interactive_engine.py)
+        extra["interactive"] = {"encoding": args.encoding, "radius": args.stroke_radius,
+                                "distance": args.stroke_distance, "rounds": args.rounds,
+                                "extra_channels": EXTRA_CHANNELS,
+                                "channels": ["rgb", "mask", "hand strokes", "background strokes"]}
+    ctx = Context(args, model, net, optimizer, scheduler, device, rank, world, run, run / "log.jsonl",
+                  model.iterations_to_run(args.iterations), alpha, train_set, val_set, sampler, per_epoch, total,
+                  extra, last_good=(run / "last.pt").exists())
+    if ckpt:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        ctx.step, ctx.best_miou = int(ckpt["step"]), float(ckpt["best_miou"])
+        if ctx.master:
+            truncate_log(ctx.log_path, ctx.step)
+    return ctx
+
+
+def train_one_epoch(ctx: Context) -> None:
+    """The rest of the current epoch (a resumed run starts part-way, at the same sample order), or up to the
+    budget: step, log, and at the chosen steps validate and save checkpoints."""
+    args = ctx.args
+    epoch = ctx.step // ctx.per_epoch
+    ctx.sampler.set_epoch(epoch)
+    loader = DataLoader(ctx.train_set, batch_size=args.batch,
+                        sampler=SkipSampler(ctx.sampler, (ctx.step % ctx.per_epoch) * args.batch),
+                        num_workers=args.workers, pin_memory=ctx.device.type == "cuda",
+                        generator=torch.Generator().manual_seed(args.seed * 1_000_003 + ctx.step))  # workers by step
+    for batch in loader:
+        mean_loss, per_iter = train_step(ctx, batch, ctx.step)
+        ctx.step += 1
+        lr = ctx.scheduler.get_last_lr()[0]
+        ctx.bar.update(1)
+        ctx.bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2g}")
+        if ctx.master and (ctx.step % args.log_every == 0 or ctx.step == ctx.total):
+            append_log(ctx.log_path, {"kind": "train", "step": ctx.step, "epoch": epoch, "loss": mean_loss,
+                                      "loss_per_iteration": per_iter, "lr": lr,
+                                      "elapsed_s": round(time.time() - ctx.t0, 2)})
+        evaluated = ctx.val_set is not None and ((args.eval_every and ctx.step % args.eval_every == 0)
+                                                 or ctx.step == ctx.total)
+        if evaluated:
+            miou = validate(ctx, ctx.step, epoch)
+            if ctx.master and miou > ctx.best_miou:
+                ctx.best_miou = miou
+                save_checkpoint(ctx.run / "best.pt", ctx.checkpoint_state(epoch))
+            ctx.best_miou = max(ctx.best_miou, miou)
+        if ctx.master and (ctx.step % args.save_every == 0 or ctx.step == ctx.total or evaluated):
+            save_checkpoint(ctx.run / "last.pt", ctx.checkpoint_state(epoch))
+            ctx.last_good = True
+            if evaluated or ctx.step == ctx.total:
+                plots.plot_run(ctx.run)
+        if ctx.step >= ctx.total:
+            return
+
+
+def finish(ctx: Context) -> None:
+    """best.pt without a val split, and the check that every rank ended with the same weights."""
+    if ctx.master and ctx.val_set is None:  # nothing to select on: the final weights are the best we know
+        print("kbh train: no 'val' shards: best.pt is the final model")
+        save_checkpoint(ctx.run / "best.pt", ctx.checkpoint_state(ctx.step // ctx.per_epoch))
+    sync_buffers(ctx.model, ctx.world)
+    digest = state_dict_digest(ctx.model)
+    if ctx.world > 1:
+        print(f"rank {ctx.rank}/{ctx.world}: weights sha256 {digest}", flush=True)
+        digests = [None] * ctx.world
+        dist.all_gather_object(digests, digest)
+        if len(set(digests)) != 1:
+            raise KbhError(f"ranks ended with different weights: {digests}")
+
+
+def train(args) -> int:
+    """`kbh train`: set up, train epoch by epoch to the budget, finish."""
+    from tqdm import tqdm
+
+    rank, world, device = setup_distributed(args.device)
+    run = Path(args.out)
+    try:
+        ckpt = check_args(args, run, master=rank == 0)
+        run.mkdir(parents=True, exist_ok=True)
+        ctx = build_context(args, ckpt, run, rank, world, device)
+        if ctx.master:
+            print(f"kbh train: {ctx.model.config['name']} on {len(ctx.train_set)} frames ({ctx.per_epoch} "
+                  f"steps/epoch, {world} process{'es' if world > 1 else ''}, {device}), steps {ctx.step} -> "
+                  f"{ctx.total}", flush=True)
+        ctx.bar = tqdm(total=ctx.total, initial=ctx.step, disable=not ctx.master, unit="step", dynamic_ncols=True,
+                       desc="train")
+        while ctx.step < ctx.total:
+            train_one_epoch(ctx)
+        ctx.bar.close()
+        finish(ctx)
+        if ctx.master:
+            print(f"kbh train: done, {ctx.step} steps in {time.time() - ctx.t0:.1f}s; best val mIoU "
+                  f"{ctx.best_miou if ctx.best_miou >= 0 else float('nan'):.4f}; checkpoints in {run}", flush=True)
         return 0
     finally:
         if world > 1 and dist.is_initialized():

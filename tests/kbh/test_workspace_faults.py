@@ -12,7 +12,7 @@ import pytest
 import kbh.workspace as workspace_module
 from kbh.cli import main
 from kbh.errors import KbhError
-from kbh.imageio import atomic_write_bytes
+from kbh.atomic_file import atomic_write_bytes
 from kbh.strokes import BACKGROUND, FOREGROUND, Stroke
 from kbh.workspace import Workspace
 from tests.helpers import make_ws, mounted_tmpfs

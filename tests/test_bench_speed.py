@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from kbh.cli import main  # noqa: E402
 from kbh.errors import KbhError  # noqa: E402
-from training import bench_speed  # noqa: E402
+from benchmarks import bench_speed  # noqa: E402
 
 
 def test_timing_child_variants_agree():

@@ -20,7 +20,7 @@ from pathlib import Path
 STARTS = ("strokes", "model", "propagated")
 
 
-def register(sub, bench_sub) -> None:
+def register(bench_sub) -> None:
     p = bench_sub.add_parser("annotate", help="simulated annotator: strokes needed from scratch / model / previous frame")
     p.add_argument("workspace", type=Path)
     p.add_argument("--person", action="append", help="only frames of this person (repeatable)")
@@ -45,13 +45,13 @@ def run(args) -> int:
 
     import cv2
 
-    from .engines import engine_factory
-    from .errors import KbhError
-    from .imageio import atomic_write_bytes
-    from .shards import parse_size, resize_pair
-    from .simulated_annotator import simulate
-    from .simulate_annotate import ground_truth
-    from .workspace import Workspace
+    from kbh.engines import engine_factory
+    from kbh.errors import KbhError
+    from kbh.atomic_file import atomic_write_bytes
+    from kbh.shards import parse_size, resize_pair
+    from kbh.simulated_annotator import simulate
+    from kbh.simulate_annotate import ground_truth
+    from kbh.workspace import Workspace
 
     factory = engine_factory(args.engine, checkpoint=args.checkpoint)
     size = parse_size(args.size) if args.size else None
@@ -152,7 +152,7 @@ def plot_curves(summary: dict, path: Path, max_strokes: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .imageio import atomic_path
+    from kbh.atomic_file import atomic_path
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
     for start, r in summary.items():

@@ -12,7 +12,7 @@ spinning pool then gets allow_spinning=0 likewise.
 torch.compile was tried and left out: on this machine it took ~85 s per model to compile (a C++ toolchain
 is needed too) for a small gain. Threads: --threads (default 2) for torch and ONNX Runtime alike.
 
-Timing runs in one child process per model, with the variants interleaved round by round and the median of
+Timing runs in one child process (multiprocessing, spawned) per model, with the variants interleaved round by round and the median of
 the rounds reported, so a load change on a shared machine hits every variant alike. Peak memory is the peak
 resident set (ru_maxrss) of a child process per model and variant: the delta over the process before its first
 inference is the activation memory. Training memory (--train-memory): peak RSS of a child doing a few SGD steps
@@ -21,14 +21,15 @@ at batch 8.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from .fresh_process import run_fresh
 
 VARIANTS = ("eager", "optimised", "onnxruntime")
 TRAIN_MEMORY_MODELS = ("sru0", "dru4")
@@ -167,20 +168,12 @@ CHILDREN = {"timing": child_timing, "memory": child_memory, "train_memory": chil
 def _spawn(kind: str, job: dict, timeout: float = 3600, omp_wait: str | None = None) -> dict:
     """Run a child in a fresh interpreter (clean peak-RSS accounting, no state shared between models).
 
-    omp_wait sets OMP_WAIT_POLICY for the child (it must be set before the OpenMP runtime starts). On a shared
-    2-core machine torch's default (busy-waiting) OpenMP threads collapse when a peer thread is descheduled:
-    dru4 went from 25 to 1 frame/s with 2 threads at a load average of 3; PASSIVE avoids that. With PASSIVE the
-    ONNX Runtime session does not spin either (the same policy for both)."""
-    cmd = [sys.executable, "-m", "training.bench_speed", kind, json.dumps(job)]
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
-    if omp_wait:
-        env["OMP_WAIT_POLICY"] = omp_wait
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1:] or ["(no message)"]
-        raise RuntimeError(f"{kind} child for {job.get('model')} failed: {tail[0]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    omp_wait sets OMP_WAIT_POLICY for the child (before its OpenMP runtime starts). On a shared 2-core machine
+    torch's default (busy-waiting) OpenMP threads collapse when a peer thread is descheduled: dru4 went from 25
+    to 1 frame/s with 2 threads at a load average of 3; PASSIVE avoids that. With PASSIVE the ONNX Runtime
+    session does not spin either (the same policy for both)."""
+    return run_fresh(CHILDREN[kind], job, env={"OMP_WAIT_POLICY": omp_wait} if omp_wait else None,
+                     timeout=timeout, what=f"{kind} child for {job.get('model')}")
 
 
 # ----------------------------------------------------------------------------------------------- parent
@@ -296,7 +289,7 @@ def plot_accuracy_vs_speed(result: dict, evals: list[dict], path: Path, variant:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from kbh.imageio import atomic_path
+    from kbh.atomic_file import atomic_path
 
     # several eval files of one model (training seeds): plot their mean per iteration
     by_model: dict[str, list[dict]] = {}
@@ -330,10 +323,47 @@ def plot_accuracy_vs_speed(result: dict, evals: list[dict], path: Path, variant:
     return path
 
 
+# ----------------------------------------------------------------------------------------------- command
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive integers separated by commas, e.g. 1,2,3")
+    return sorted(set(values))
+
+
+def _str_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def register(bench_sub) -> None:
+    from training.cli import size_arg
+
+    b = bench_sub.add_parser("speed", help="frames/s and memory per model: eager vs optimised torch vs ONNX Runtime")
+    b.add_argument("--models", nargs="+", metavar="NAME", help="models to measure (default: all)")
+    b.add_argument("--iterations", type=_int_list, default=[1, 2, 3], help="T values, e.g. 1,2,3 (default)")
+    b.add_argument("--variants", type=_str_list, default=["eager", "optimised", "onnxruntime"],
+                   help="comma-separated subset of eager,optimised,onnxruntime (default: all three)")
+    b.add_argument("--eval", nargs="+", metavar="FILE", help="`kbh eval --json` files: plot accuracy vs speed")
+    b.add_argument("--out", metavar="DIR", help="write speed.json, speed.md (and accuracy_vs_speed.png) here")
+    b.add_argument("--size", type=size_arg, default=(230, 306), help="HEIGHTxWIDTH (default 230x306)")
+    b.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ONNX Runtime (default 2)")
+    b.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds; the median is reported")
+    b.add_argument("--min-seconds", type=float, default=0.5, help="length of one timing measurement")
+    b.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
+    b.add_argument("--train-memory", action="store_true", help="also measure sru0/dru4 training memory at batch 8")
+    b.add_argument("--omp-wait", choices=("PASSIVE", "ACTIVE", "default"), default="PASSIVE",
+                   help="OMP_WAIT_POLICY of the measuring processes (default PASSIVE: busy-waiting torch threads "
+                        "collapse on a shared machine)")
+    b.set_defaults(func=run_bench_speed)
+
+
 def run_bench_speed(args) -> int:
     """`kbh bench speed` handler."""
     from kbh.errors import KbhError
-    from kbh.imageio import atomic_write_bytes
+    from kbh.atomic_file import atomic_write_bytes
     from training.models import MODEL_NAMES
 
     models = args.models or list(MODEL_NAMES)
@@ -362,8 +392,3 @@ def run_bench_speed(args) -> int:
     elif evals:
         print("note: --eval given without --out; no plot written")
     return 0
-
-
-if __name__ == "__main__":  # child entry: python -m training.bench_speed KIND JSON
-    kind, job = sys.argv[1], json.loads(sys.argv[2])
-    print(json.dumps(CHILDREN[kind](job)))

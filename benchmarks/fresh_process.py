@@ -1,0 +1,24 @@
+"""Run one function in a fresh interpreter (multiprocessing's spawn), for measurements that a long-lived process
+would spoil: peak resident memory (ru_maxrss only grows), state left by an earlier model, or an OpenMP runtime
+that has already read its environment. The one child-process mechanism the benchmarks use."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+
+def _call_with_env(env: dict[str, str], fn, args: tuple):
+    os.environ.update(env)  # before fn imports torch: OpenMP reads OMP_* once, when it starts
+    return fn(*args)
+
+
+def run_fresh(fn, *args, env: dict[str, str] | None = None, timeout: float | None = None, what: str = "child"):
+    """fn(*args) in a new interpreter with `env` added to its environment; returns its (picklable) result.
+    `fn` must be a module-level function. A failure in the child becomes a RuntimeError naming `what`."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(_call_with_env, dict(env or {}), fn, args).result(timeout=timeout)
+        except Exception as e:  # noqa: BLE001 - one line naming what failed
+            raise RuntimeError(f"{what} failed: {type(e).__name__}: {e}") from None
