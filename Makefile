@@ -34,7 +34,7 @@ test: install
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -rs -n 2 --durations=15
 
 bench: install
-	$(BIN)/python -m benchmarks.bench_split
+	$(BIN)/kbh bench split
 
 clean:
 	rm -rf $(VENV) demo_out

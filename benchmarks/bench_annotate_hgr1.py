@@ -7,7 +7,7 @@ predicts into the workspace, and `kbh bench annotate` runs the simulated annotat
 HGR1 has no video: "propagated" starts from the mask of the previous take of the same gesture by the same person,
 a stand-in for the previous video frame.
 
-    python benchmarks/bench_annotate_hgr1.py --checkpoint RUN/best.pt --shards SHARDS --out OUT
+    kbh bench annotate-hgr1 --checkpoint RUN/best.pt --shards SHARDS --out OUT
     (SHARDS: the `kbh split` output the checkpoint was trained on; its manifest names the test persons)
 """
 
@@ -31,7 +31,7 @@ HGR1 = ROOT.parent / "shared" / "data" / "hgr1"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="kbh bench annotate-hgr1", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--shards", type=Path, required=True, help="split folder whose test persons are benchmarked")
     p.add_argument("--hgr1", type=Path, default=HGR1)

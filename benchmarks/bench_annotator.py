@@ -14,7 +14,7 @@ Engine: GrabCut (default) or a trained model (`--engine model --checkpoint C`, t
 On a loaded machine run the model with OMP_WAIT_POLICY=PASSIVE: torch's spinning OpenMP threads on the GUI thread
 (the sync baseline) otherwise take ~1 s per update on 2 busy cores, against a few ms once the load is gone.
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_annotator.py [--data ../shared/data/hgr1]
+    QT_QPA_PLATFORM=offscreen kbh bench annotator [--data ../shared/data/hgr1]
         [--frames 4] [--strokes 5] [--sizes 230x306,1280x720] [--engine grabcut|model --checkpoint C] [--no-sync]
 """
 
@@ -168,7 +168,7 @@ def pct(values, q):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="kbh bench annotator", description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "hgr1")
     ap.add_argument("--frames", type=int, default=4)
     ap.add_argument("--strokes", type=int, default=5)

@@ -9,7 +9,7 @@ time, the latter robust to a busy machine since OpenCV runs on one thread here),
 NoC@85/90 (strokes to reach the IoU, capped at --max-strokes), and the ratio ours/baseline. Both engines run in the
 same process on the same frames and strokes protocol.
 
-    .venv/bin/python benchmarks/bench_grabcut.py [--data ../shared/data/hgr1] [--frames 16] [--large 4]
+    kbh bench grabcut [--data ../shared/data/hgr1] [--frames 16] [--large 4]
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def table(rows):
 
 def main(argv=None):
     default_data = ROOT.parent / "shared" / "data" / "hgr1"
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="kbh bench grabcut", description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=default_data)
     p.add_argument("--frames", type=int, default=16, help="HGR1 frames at 230x306")
     p.add_argument("--large", type=int, default=4, help="HGR1 frames upscaled to 720x1280")

@@ -1,6 +1,6 @@
 """The integrity checks' cost on a KBH-sized split (docs/crash-safety.md); prints figures for benchmarks/RESULTS.md.
 
-    .venv/bin/python benchmarks/bench_integrity.py               # 12,500 frames of 230x306, 20/20/60
+    kbh bench integrity               # 12,500 frames of 230x306, 20/20/60
 
 1. Writes a 12,500-frame split (2,500 / 2,500 / 7,500 frames, 230x306, gzip:1) with kbh's shard writer, which
    builds each file in memory and writes it with plain writes; the baseline, run in the same process on the
@@ -61,7 +61,7 @@ def write_direct(path: Path, frames: list) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="kbh bench integrity", description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=12_500)
     p.add_argument("--baseline-frames", type=int, default=500)
     args = p.parse_args(argv)

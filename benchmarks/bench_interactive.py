@@ -1,6 +1,6 @@
 """The interactive model engine against GrabCut, by simulated annotation (docs/adr/0007).
 
-    python benchmarks/bench_interactive.py --checkpoint runs/int_hgr1/best.pt \
+    kbh bench interactive --checkpoint runs/int_hgr1/best.pt \
         --manifest runs/hgr1_int_shards/manifest.json --split val --size 230x306
 
 Frames: the HGR1 images of the split's persons (read from the manifest, so only persons the run may look at),
@@ -64,8 +64,8 @@ def hybrid_factory(model_factory):
     return Hybrid
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="kbh bench interactive", description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--split", default="val")
@@ -74,7 +74,7 @@ def main() -> None:
     ap.add_argument("--size", default="230x306")
     ap.add_argument("--max-strokes", type=int, default=20)
     ap.add_argument("--json")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     persons = set(json.loads(Path(args.manifest).read_text())["splits"][args.split]["persons"])
     size = tuple(int(v) for v in args.size.split("x"))
     data = list(frames(Path(args.images), Path(args.masks), persons, size))

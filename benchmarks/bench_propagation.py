@@ -7,7 +7,7 @@ For every frame k >= 1 of every sequence in a shard split, segment it
 and report mIoU over the split (one confusion matrix per method) and milliseconds per frame, measured in the
 same process on the same frames.
 
-    python benchmarks/bench_propagation.py --checkpoint RUN/best.pt --data SHARDS --split test
+    kbh bench propagation --checkpoint RUN/best.pt --data SHARDS --split test
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def format_table(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="kbh bench propagation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--split", default="test")

@@ -1,7 +1,7 @@
 """Split and shard benchmarks; prints figures (record them in benchmarks/RESULTS.md with this command line).
 
-    .venv/bin/python benchmarks/bench_split.py                 # split quality + shard throughput
-    .venv/bin/python benchmarks/bench_split.py --scale         # + `kbh split` time and peak RSS at two sizes
+    kbh bench split                 # split quality + shard throughput
+    kbh bench split --scale         # + `kbh split` time and peak RSS at two sizes
 
 1. Split quality: on KBH-like populations (50 persons, ~12.5k frames, lognormal frames per person), the worst
    frame-ratio deviation |frames_k/N - r_k| (max over splits) of kbh.split against scikit-learn's
@@ -172,7 +172,7 @@ def bench_scale(sizes: list[int], workdir: Path | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="kbh bench split", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=200)
     ap.add_argument("--frames", type=int, default=1000, help="frames written per compression")
     ap.add_argument("--reads", type=int, default=1000)

@@ -1,6 +1,6 @@
 """Synthetic data speed: rendering alone (one core), PNG encoding alone, and a whole `synthesize_workspace` run.
 
-    .venv/bin/python benchmarks/bench_synth.py [--persons 50 --sequences 5 --frames 50] [--size 230x306]
+    kbh bench synth [--persons 50 --sequences 5 --frames 50] [--size 230x306]
 
 The default workspace run is KBH-sized: 50 persons x 5 sequences x 50 frames = 12,500 frames at 230x306.
 Baseline in the same process: encoding the same frames as PNG (the part every import pays too).
@@ -22,14 +22,15 @@ from kbh.synth.writer import _png
 from kbh.workspace import Workspace
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    np.seterr(all="ignore")
+    ap = argparse.ArgumentParser(prog="kbh bench synth")
     ap.add_argument("--persons", type=int, default=50)
     ap.add_argument("--sequences", type=int, default=5)
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--size", default="230x306")
     ap.add_argument("--render-frames", type=int, default=1000)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     h, w = (int(x) for x in args.size.split("x"))
     cv2.setNumThreads(1)  # one core
 
@@ -61,5 +62,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
     main()

@@ -11,6 +11,14 @@ BENCHES = {
     "split": ("benchmarks.bench_split", "split quality vs GroupShuffleSplit, shard throughput (--scale: memory)"),
     "propagation": ("benchmarks.bench_propagation", "seeded with the previous frame vs unseeded, on a shard split"),
     "integrity": ("benchmarks.bench_integrity", "the at-open check and verify on a KBH-sized split"),
+    "iterations": ("benchmarks.iteration_study", "recipe variants of one recurrent model: val mIoU per iteration"),
+    "drive": ("benchmarks.bench_drive", "the paper's Table 4: the zoo on DRIVE retinal vessels, per iteration"),
+    "hgr1-models": ("benchmarks.hgr1_models", "train and test the zoo on real HGR1 hands, split by person"),
+    "grabcut": ("benchmarks.bench_grabcut", "the GrabCut engine: NoC and ms per stroke, tuned vs held-out persons"),
+    "annotate-hgr1": ("benchmarks.bench_annotate_hgr1", "`kbh bench annotate` on HGR1, both protocols and sizes"),
+    "annotator": ("benchmarks.bench_annotator", "mouse-up to repainted mask in the real annotator window"),
+    "interactive": ("benchmarks.bench_interactive", "the stroke-conditioned model engine on HGR1"),
+    "synth": ("benchmarks.bench_synth", "synthetic frame generation throughput"),
 }
 
 

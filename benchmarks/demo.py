@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     # Idle OpenMP threads sleep instead of spinning: on a 2-core machine spinning threads starve the data loader
     # and the next process (measured: dru4 inference fell from 24.8 to 1.0 frames/s under a little load).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    p = argparse.ArgumentParser(prog="python -m benchmarks.demo", description=__doc__,
+    p = argparse.ArgumentParser(prog="kbh demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("demo_out"))
     p.add_argument("--persons", type=int, default=54)

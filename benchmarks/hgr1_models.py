@@ -1,7 +1,7 @@
 """Train unet-g, rec-simple, sru0 and dru4 with one budget on the real HGR1 frames, split by person, and print
 one markdown table of test scores per iteration (benchmarks/RESULTS.md).
 
-    .venv/bin/python benchmarks/hgr1_models.py --out /tmp/hgr1_bench --seeds 0,1,2 --jobs 4 [--steps 150]
+    kbh bench hgr1-models --out /tmp/hgr1_bench --seeds 0,1,2 --jobs 4 [--steps 150]
 
 Steps: `kbh init` + `kbh import` (HGR1 masks are inverted: hand = 0, hence --mask-invert; person = idNN,
 sequence = gesture of that person), `kbh split --by-person 60/15/25`, then per model `kbh train` (same steps,
@@ -47,7 +47,7 @@ def train_and_eval(a, model: str, seed: int, shards: Path, out: Path) -> dict:
             resume = ["--resume"] if (run / "last.pt").exists() else []
             kbh("train", "--model", model, "--data", str(shards), "--out", str(run), "--steps", str(a.steps),
                 "--batch", str(a.batch), "--lr", str(a.lr), "--seed", str(seed), "--workers", str(a.workers),
-                "--eval-every", str(max(1, a.steps // 4)), *resume, env=env, log=log)
+                *a.train_extra.split(), "--eval-every", str(max(1, a.steps // 4)), *resume, env=env, log=log)
             (run / "train_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
         report = run / "eval_test.json"
         kbh("eval", "--checkpoint", str(run / "best.pt"), "--data", str(shards), "--split", "test", "--iterations",
@@ -64,8 +64,8 @@ def mean_sd(values) -> str:
     return f"{v.mean():.3f}" if len(v) == 1 else f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="kbh bench hgr1-models", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="/tmp/hgr1_bench")
     p.add_argument("--data", default=str(DATA), help="HGR1 folder with images/ and masks/")
     p.add_argument("--models", default=",".join(MODELS))
@@ -77,7 +77,8 @@ def main() -> int:
     p.add_argument("--size", default="96x128", help="HxW of the shards")
     p.add_argument("--eval-iterations", type=int, default=5)
     p.add_argument("--workers", type=int, default=0)
-    a = p.parse_args()
+    p.add_argument("--train-extra", default="", help="further `kbh train` options for every run, quoted")
+    a = p.parse_args(argv)
     out, data = Path(a.out), Path(a.data)
     if not (data / "images").is_dir():
         print(f"no HGR1 data at {data}", file=sys.stderr)

@@ -16,13 +16,17 @@ def register(sub, bench_sub) -> None:
     p.add_argument("workspace", type=Path)
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("import", help="import frames (image folder, CSV list, video, KBH layout)",
-                       description="SOURCE is a folder of images, a .csv list, a video file, or (with --layout kbh) "
-                                   "a folder in the KBH archive layout.")
+    p = sub.add_parser("import", help="import frames (image folder, CSV list, video, KBH or DRIVE layout)",
+                       description="SOURCE is a folder of images, a .csv list, a video file, or (with --layout kbh "
+                                   "or drive) a folder in the KBH archive layout or the DRIVE retinal-vessel "
+                                   "layout (training/ and test/, each image its own person).")
     p.add_argument("workspace", type=Path)
     p.add_argument("source", type=Path)
     p.add_argument("--masks", type=Path, help="folder of masks matched to images by file stem")
-    p.add_argument("--layout", choices=["folder", "kbh"], default="folder")
+    p.add_argument("--mask-key", metavar="REGEX",
+                   help="pair images and masks whose names differ: group 1 of REGEX in both names, e.g. '^(\\d+)_' "
+                        "pairs DRIVE's 21_training.tif with 21_manual1.gif")
+    p.add_argument("--layout", choices=["folder", "kbh", "drive"], default="folder")
     p.add_argument("--person", help="person id for every frame")
     p.add_argument("--sequence", help="sequence id for every frame")
     p.add_argument("--person-regex", help=r"regex over the relative path (no extension); group 1 is the id, "
@@ -114,9 +118,12 @@ def cmd_import(args) -> int:
             raise KbhError(f"{src}: no such file or folder")
         if args.layout == "kbh":
             items = ingest.items_from_kbh_layout(src)
+        elif args.layout == "drive":
+            items = ingest.items_from_drive_layout(src)
         elif src.is_dir():
             items = ingest.items_from_folder(src, args.masks, args.person, args.sequence, args.person_regex,
-                                             args.sequence_regex, args.index_regex, pattrs, sattrs)
+                                             args.sequence_regex, args.index_regex, pattrs, sattrs,
+                                             mask_key=args.mask_key)
         elif src.suffix.lower() == ".csv":
             items = ingest.items_from_csv(src)
         elif src.suffix.lower() in ingest.VIDEO_EXTENSIONS:

@@ -22,6 +22,7 @@ from .mask_rules import MaskRule, coverage_warnings, read_mask
 from .workspace import PERSON_ATTRIBUTES, Workspace
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+MASK_EXTENSIONS = IMAGE_EXTENSIONS | {".gif"}  # data sets ship masks as GIFs (DRIVE), never frames
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
@@ -57,12 +58,12 @@ class ImportReport:
 
 
 # -- id extraction ---------------------------------------------------------------------------------------------
-def _match(regex: re.Pattern | None, text: str, what: str, name: str) -> str | None:
+def _match(regex: re.Pattern | None, text: str, what: str, name: str, option: str | None = None) -> str | None:
     if regex is None:
         return None
     m = regex.search(text)
     if not m:
-        raise KbhError(f"{name}: --{what}-regex {regex.pattern!r} does not match {text!r}")
+        raise KbhError(f"{name}: {option or f'--{what}-regex'} {regex.pattern!r} does not match {text!r}")
     return m.group(1) if m.groups() else m.group(0)
 
 
@@ -72,7 +73,8 @@ def _compile(pattern: str | None, what: str) -> re.Pattern | None:
     try:
         return re.compile(pattern)
     except re.error as e:
-        raise KbhError(f"--{what}-regex {pattern!r}: invalid regular expression ({e})") from None
+        option = f"--{what}" if what == "mask-key" else f"--{what}-regex"
+        raise KbhError(f"{option} {pattern!r}: invalid regular expression ({e})") from None
 
 
 def parse_attrs(pairs: list[str] | None) -> dict:
@@ -90,11 +92,14 @@ def parse_attrs(pairs: list[str] | None) -> dict:
 def items_from_folder(images: Path, masks: Path | None = None, person: str | None = None,
                       sequence: str | None = None, person_regex: str | None = None,
                       sequence_regex: str | None = None, index_regex: str | None = None,
-                      person_attrs: dict | None = None, sequence_attrs: dict | None = None) -> list[ImportItem]:
+                      person_attrs: dict | None = None, sequence_attrs: dict | None = None,
+                      mask_key: str | None = None) -> list[ImportItem]:
     """A folder of images (searched recursively), masks matched by relative path in a parallel folder.
 
     Ids come from options, else from regular expressions over the path relative to `images` (group 1, or the
-    whole match), else person = the folder's name and sequence = the person.
+    whole match), else person = the folder's name and sequence = the person. `mask_key`, a regular expression
+    searched in both paths (relative, no extension), pairs images and masks whose names differ: the image and
+    the mask with the same group 1 (DRIVE: '^(\\d+)_' pairs 21_training.tif with 21_manual1.gif).
     """
     images = Path(images)
     if not images.is_dir():
@@ -108,10 +113,15 @@ def items_from_folder(images: Path, masks: Path | None = None, person: str | Non
     # p01/001.png); a mask tree that is flat where the images are not pairs by file stem, if that is unique.
     mask_by_rel: dict[str, Path] = {}
     stems: dict[str, list[Path]] = {}
+    kr = _compile(mask_key, "mask-key")
+    if kr is not None and masks is None:
+        raise KbhError("--mask-key needs --masks")
     if masks is not None:
         for p in sorted(Path(masks).rglob("*")):
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+            if p.is_file() and p.suffix.lower() in MASK_EXTENSIONS:
                 rel = p.relative_to(masks).with_suffix("").as_posix()
+                if kr is not None:
+                    rel = _match(kr, rel, "mask-key", str(p), option="--mask-key")
                 if rel in mask_by_rel:
                     raise KbhError(f"{p}: two masks for {rel!r} ({mask_by_rel[rel].name} and {p.name})")
                 mask_by_rel[rel] = p
@@ -126,7 +136,9 @@ def items_from_folder(images: Path, masks: Path | None = None, person: str | Non
         idx = _match(ir, rel, "index", str(f))
         if idx is not None and not idx.isdigit():
             raise KbhError(f"{f}: --index-regex matched {idx!r}, not a number")
-        m = mask_by_rel.get(rel)
+        m = mask_by_rel.get(rel if kr is None else _match(kr, rel, "mask-key", str(f), option="--mask-key"))
+        if kr is not None and m is None:
+            raise KbhError(f"{f}: no mask with the --mask-key {kr.pattern!r} key of {rel!r} in {masks}")
         if masks is not None and m is None:
             same_stem = stems.get(f.stem, [])
             if len(same_stem) > 1:
@@ -184,6 +196,22 @@ def items_from_csv(csv_path: Path) -> list[ImportItem]:
         items.append(ImportItem(image, row["person"].strip(), (row.get("sequence") or "").strip() or
                                 row["person"].strip(), int(idx) if idx else None,
                                 base / mask if mask else None, pattrs, sattrs, name=f"{where} ({image})"))
+    return items
+
+
+def items_from_drive_layout(root: Path) -> list[ImportItem]:
+    """The DRIVE retinal-vessel archive (Staal et al. 2004): ROOT/{training,test}/images/NN_*.tif with vessel masks
+    ROOT/*/1st_manual/NN_manual1.gif, paired by the number NN, which is also the person and the sequence (each
+    image is its own person). The field-of-view masks (ROOT/*/mask) are not imported."""
+    root = Path(root)
+    for part in ("training", "test"):
+        for folder in ("images", "1st_manual"):
+            if not (root / part / folder).is_dir():
+                raise KbhError(f"{root}: not the DRIVE layout (no {part}/{folder} folder)")
+    items = []
+    for part in ("training", "test"):
+        items += items_from_folder(root / part / "images", root / part / "1st_manual", person_regex=r"^(\d+)_",
+                                   mask_key=r"^(\d+)_", sequence_attrs={"subset": part})
     return items
 
 

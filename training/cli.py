@@ -79,6 +79,14 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--iterations", type=int, default=3, help="recurrent iterations N during training")
     p.add_argument("--alpha", type=float, default=0.4, help="loss weight alpha^(N-t) of iteration t")
+    p.add_argument("--random-iterations", action="store_true",
+                   help="draw N from 1..--iterations at every step (the loss weights follow N), so every t is trained")
+    p.add_argument("--stop-mask-gradient", action="store_true",
+                   help="feed the mask s_{t-1} back as a constant: no gradient through the recurrence's mask")
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="a constructor argument of the model, e.g. init=zeros (repeatable; see docs/training.md)")
+    p.add_argument("--crop", type=size_arg, metavar="HxW",
+                   help="train on random crops of this size (large frames, e.g. DRIVE); validation sees whole frames")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes per training process")
     p.add_argument("--eval-every", type=int, default=0, help="validate every K steps (always at the end)")

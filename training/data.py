@@ -61,6 +61,15 @@ def random_rotate_flip(image: np.ndarray, mask: np.ndarray, angle: float, flip: 
     return np.ascontiguousarray(image), np.ascontiguousarray(mask)
 
 
+def random_crop(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]):
+    """The same random (H, W) window of both; its corner drawn from torch's generator."""
+    h, w = mask.shape
+    top = int(torch.randint(0, h - size[0] + 1, ()).item())
+    left = int(torch.randint(0, w - size[1] + 1, ()).item())
+    return (np.ascontiguousarray(image[top:top + size[0], left:left + size[1]]),
+            np.ascontiguousarray(mask[top:top + size[0], left:left + size[1]]))
+
+
 def normalize(image: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
     """uint8 (H, W, 3) RGB -> float32 (3, H, W), (x/255 - mean) / std."""
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
@@ -73,17 +82,24 @@ class ShardDataset(Dataset):
     """Items: dict(image=float (3,H,W) normalised, mask=int64 (H,W) {0,1}, index=int).
 
     augment=True applies a random rotation in [-max_angle, max_angle] degrees and a horizontal flip with p=0.5
-    (the paper's augmentation; docs/training.md). Randomness comes from torch's generator, which DataLoader
-    seeds per worker, so a run is reproducible from its seed.
+    (the paper's augmentation; docs/training.md), then, with `crop` (H, W), a random crop of that size (for
+    large frames such as DRIVE's 584x565: train on crops, evaluate whole frames). Randomness comes from torch's
+    generator, which DataLoader seeds per worker, so a run is reproducible from its seed.
     """
 
     def __init__(self, data_dir: str | Path, split: str, augment: bool = False, mean=IMAGENET_MEAN,
-                 std=IMAGENET_STD, max_angle: float = 10.0, flip_p: float = 0.5):
+                 std=IMAGENET_STD, max_angle: float = 10.0, flip_p: float = 0.5,
+                 crop: tuple[int, int] | None = None):
         self.reader = open_split(data_dir, split)
         self.split = split
         self.augment = augment
         self.mean, self.std = tuple(mean), tuple(std)
         self.max_angle, self.flip_p = max_angle, flip_p
+        self.crop = tuple(crop) if crop else None
+        if self.crop and len(self.reader):
+            h, w = self.reader[0]["mask"].shape
+            if self.crop[0] > h or self.crop[1] > w:
+                raise KbhError(f"{data_dir}: crop {self.crop[0]}x{self.crop[1]} is larger than the frames ({h}x{w})")
 
     @property
     def manifest_id(self) -> str:
@@ -103,6 +119,8 @@ class ShardDataset(Dataset):
             angle = (torch.rand(()).item() * 2 - 1) * self.max_angle
             flip = torch.rand(()).item() < self.flip_p
             image, mask = random_rotate_flip(image, mask, angle, flip)
+            if self.crop:
+                image, mask = random_crop(image, mask, self.crop)
         return {"image": normalize(image, self.mean, self.std),
                 "mask": torch.from_numpy(np.ascontiguousarray(mask)).long(), "index": i}
 

@@ -37,7 +37,9 @@ def plot_curves(records: list[dict], path: str | Path) -> None:
     if train:
         steps = [r["step"] for r in train]
         ax1.plot(steps, [r["loss"] for r in train], label="loss (weighted sum over iterations)")
-        per_it = np.array([r["loss_per_iteration"] for r in train if r.get("loss_per_iteration")], dtype=float)
+        lists = [r["loss_per_iteration"] for r in train if r.get("loss_per_iteration")]
+        # --random-iterations logs a different N per step: per-iteration curves only when N is fixed
+        per_it = np.array(lists, dtype=float) if len({len(v) for v in lists}) == 1 else np.empty((0, 0))
         if per_it.ndim == 2 and per_it.shape[1] > 1 and len(per_it) == len(steps):
             for t in range(per_it.shape[1]):
                 ax1.plot(steps, per_it[:, t], lw=0.8, alpha=0.7, label=f"CE t={t + 1}")

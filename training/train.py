@@ -161,7 +161,10 @@ def train_step(ctx: Context, batch: dict, step: int) -> tuple[float, list[float]
         prev, enc = simulate_rounds(model, x, y, rng, rounds, args.stroke_radius, args.encoding, args.stroke_distance)
         x = model_input(x, prev, enc).contiguous(memory_format=torch.channels_last)
         s0 = prev if model.seedable else None
-    outs = ctx.net(x, iterations=ctx.iterations, s0=s0)
+    iterations = ctx.iterations
+    if args.random_iterations and model.recurrent:  # N drawn per step (same on every rank): anytime training
+        iterations = int(np.random.default_rng([args.seed, step, 1]).integers(1, ctx.iterations + 1))
+    outs = ctx.net(x, iterations=iterations, s0=s0, stop_mask_gradient=args.stop_mask_gradient)
     loss, per_iter = recurrent_loss(outs, y, alpha=ctx.alpha)
     mean_loss = loss.detach().clone()
     if ctx.world > 1:  # one decision for all ranks, and the logged loss is the global mean
@@ -211,6 +214,24 @@ def validate(ctx: Context, step: int, epoch: int) -> float:
     return miou
 
 
+def parse_model_args(pairs: list[str]) -> dict:
+    """["init=zeros", "hidden=16"] -> {"init": "zeros", "hidden": 16}: constructor arguments (numbers as numbers)."""
+    out = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise KbhError(f"--model-arg {pair!r}: expected KEY=VALUE")
+        for kind in (int, float):
+            try:
+                out[key] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = {"true": True, "false": False}.get(value.lower(), value)
+    return out
+
+
 def check_args(args, run: Path, master: bool = True) -> dict | None:
     """Validate the budget and settings; on --resume take the run's settings from last.pt (returned)."""
     ckpt = None
@@ -238,7 +259,8 @@ def build_context(args, ckpt: dict | None, run: Path, rank: int, world: int, dev
     torch.manual_seed(args.seed)
     # -- data
     mean, std = (ckpt["normalization"]["mean"], ckpt["normalization"]["std"]) if ckpt else (IMAGENET_MEAN, IMAGENET_STD)
-    train_set = ShardDataset(args.data, "train", augment=True, mean=mean, std=std)
+    train_set = ShardDataset(args.data, "train", augment=True, mean=mean, std=std,
+                             crop=getattr(args, "crop", None))
     val_set = ShardDataset(args.data, "val", mean=mean, std=std) if has_split(args.data, "val") else None
     if ckpt and ckpt.get("manifest_id") and ckpt["manifest_id"] != train_set.manifest_id:
         raise KbhError(f"{args.data}: shards of manifest {train_set.manifest_id}, but the run was trained on "
@@ -252,6 +274,7 @@ def build_context(args, ckpt: dict | None, run: Path, rank: int, world: int, dev
 
     try:
         extra = {"in_channels": 3 + EXTRA_CHANNELS} if args.interactive else {}
+        extra.update(parse_model_args(args.model_arg or []))
         model = build_model(**ckpt["model_config"]) if ckpt else build_model(args.model, **extra)
     except ValueError as e:
         raise KbhError(str(e)) from None

@@ -189,3 +189,50 @@ def test_hgr1_real_import(tmp_path):
     assert counts == {"01": 15, "02": 10, "03": 10, "04": 10, "05": 15, "06": 15, "07": 15, "08": 16}
     cov = np.array(list(report.mask_coverage.values()))
     assert 0.05 < cov.min() and cov.max() < 0.6  # hand = 1 is the minority of each frame
+
+
+def test_mask_key_pairs_images_and_masks_with_different_names(ws, tmp_path):
+    """DRIVE-style names: 21_training.tif with 21_manual1.gif, paired by the number."""
+    masks = {}
+    for n in (21, 22):
+        img, mask = blob_image(seed=n)
+        write_rgb(tmp_path / "images" / f"{n}_training.tif", img)
+        (tmp_path / "manual").mkdir(exist_ok=True)
+        Image.fromarray((mask * 255).astype(np.uint8)).save(tmp_path / "manual" / f"{n}_manual1.gif")
+        masks[str(n)] = mask
+    items = items_from_folder(tmp_path / "images", tmp_path / "manual", person_regex=r"^(\d+)_",
+                              mask_key=r"^(\d+)_")
+    import_items(ws, items, MaskRule(), progress=False)
+    for f in ws.frames():
+        np.testing.assert_array_equal(ws.mask(f), masks[f.person_id])  # not the other image's mask
+    (tmp_path / "manual" / "22_manual1.gif").unlink()
+    with pytest.raises(KbhError, match="22_training.tif: no mask with the --mask-key"):
+        items_from_folder(tmp_path / "images", tmp_path / "manual", mask_key=r"^(\d+)_")
+    with pytest.raises(KbhError, match="--mask-key needs --masks"):
+        items_from_folder(tmp_path / "images", None, mask_key=r"^(\d+)_")
+    with pytest.raises(KbhError, match="--mask-key"):
+        items_from_folder(tmp_path / "images", tmp_path / "manual", mask_key=r"^(x")
+
+
+def test_drive_layout_needs_both_parts(tmp_path):
+    from kbh.ingest import items_from_drive_layout
+
+    (tmp_path / "training" / "images").mkdir(parents=True)
+    with pytest.raises(KbhError, match="not the DRIVE layout"):
+        items_from_drive_layout(tmp_path)
+
+
+@pytest.mark.realdata
+def test_drive_real_import(tmp_path):
+    drive = SHARED_DATA / "drive"
+    if not drive.is_dir():
+        pytest.skip(f"no DRIVE data at {drive}")
+    assert main(["init", str(tmp_path / "ws")]) == 0
+    assert main(["import", str(tmp_path / "ws"), str(drive), "--layout", "drive", "--quiet"]) == 0
+    with Workspace.open(tmp_path / "ws") as w:
+        frames = w.frames()
+        assert len(frames) == 40 and len({f.person_id for f in frames}) == 40
+        f = next(f for f in frames if f.person_id == "21")
+        assert (f.height, f.width) == (584, 565)
+        gt = np.array(Image.open(drive / "training" / "1st_manual" / "21_manual1.gif").convert("L")) > 127
+        np.testing.assert_array_equal(w.mask(f), gt)

@@ -85,3 +85,25 @@ def test_normalize_shape():
     x = normalize(np.zeros((4, 5, 3), np.uint8))
     assert x.shape == (3, 4, 5)
     assert x[0, 0, 0].item() == pytest.approx(-IMAGENET_MEAN[0] / IMAGENET_STD[0])
+
+
+def test_random_crop_is_one_window_of_both(shards):
+    from training.data import random_crop
+
+    image = np.arange(10 * 12 * 3, dtype=np.uint8).reshape(10, 12, 3)
+    mask = (np.arange(10 * 12).reshape(10, 12) % 2).astype(np.uint8)
+    torch.manual_seed(0)
+    im, m = random_crop(image, mask, (4, 5))
+    assert im.shape == (4, 5, 3) and m.shape == (4, 5)
+    top, left = np.argwhere(image[..., 0] == im[0, 0, 0])[0]  # values are unique: find the window
+    np.testing.assert_array_equal(im, image[top:top + 4, left:left + 5])
+    np.testing.assert_array_equal(m, mask[top:top + 4, left:left + 5])
+    h, w = ShardDataset(shards, "train").raw(0)["mask"].shape
+    ds = ShardDataset(shards, "train", augment=True, crop=(h // 2, w // 2))
+    torch.manual_seed(1)
+    a = ds[0]
+    torch.manual_seed(1)
+    b = ds[0]
+    assert a["image"].shape == (3, h // 2, w // 2) and torch.equal(a["mask"], b["mask"])
+    with pytest.raises(KbhError, match="larger than the frames"):
+        ShardDataset(shards, "train", augment=True, crop=(h + 1, w))

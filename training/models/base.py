@@ -50,9 +50,14 @@ class SegmentationModel(nn.Module):
         n = iterations if iterations is not None else self.default_iterations
         return n if self.recurrent else 1
 
-    def forward(self, x: torch.Tensor, iterations: int | None = None, s0: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, iterations: int | None = None, s0: torch.Tensor | None = None,
+                stop_mask_gradient: bool = False) -> list[torch.Tensor]:
         """x: (B,3,H,W) normalised image; s0: optional (B,1,H,W) hand probability in [0,1] of a previous frame.
-        Returns a list of (B,2,H,W) logits, one per iteration (one only for non-recurrent models)."""
+        Returns a list of (B,2,H,W) logits, one per iteration (one only for non-recurrent models).
+
+        stop_mask_gradient (training): the fed-back mask s_{t-1} enters the next iteration as a constant, so each
+        iteration learns to refine the mask it is given rather than to shape it for the next (the hidden state
+        of a gated model still carries gradients back)."""
         if x.dim() != 4:
             raise ValueError(f"expected a (B,C,H,W) image batch, got shape {tuple(x.shape)}")
         if s0 is not None:
@@ -67,6 +72,8 @@ class SegmentationModel(nn.Module):
         outs = []
         for _ in range(n):
             logits, state = self.iterate(prepared, state)
+            if stop_mask_gradient and self.seedable:  # seedable models keep the mask first in their state
+                state = (state[0].detach(), *state[1:])
             outs.append(logits)
         return outs
 
