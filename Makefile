@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/python -m benchmarks.demo --out demo_out
+	$(BIN)/kbh demo --out demo_out
 
 test: install
 	$(BIN)/lint-imports  # the dependency rule (pyproject.toml [tool.importlinter])

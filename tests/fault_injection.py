@@ -81,7 +81,6 @@ def timed(argv: list[str]) -> float:
 
 
 def make_workspace(root: Path, persons: int, frames: int, hw=(48, 64), labeled: bool = True, seed: int = 0):
-    sys.path.insert(0, str(ROOT)) if str(ROOT) not in sys.path else None
     from tests.helpers import make_ws
 
     return make_ws(root, {f"p{i}": {f"s{i}": frames} for i in range(persons)}, hw=hw,

@@ -36,6 +36,12 @@ def _predict(args) -> int:
     return run_predict(args)
 
 
+def _compare(args) -> int:
+    from .compare import run_compare
+
+    return run_compare(args)
+
+
 def _export_model(args) -> int:
     from .onnx_export import run_export
 
@@ -121,6 +127,25 @@ def register(sub, bench_sub) -> None:
     e.add_argument("--workers", type=int, default=0)
     e.add_argument("--device", choices=("cpu", "cuda"))
     e.set_defaults(func=_eval)
+
+    c = sub.add_parser("compare", help="train 2-3 candidate models on the same shards; say which to use for "
+                                       "pre-annotation",
+                       description="Trains each candidate with the same recipe, scores it on the val split at t = "
+                                   "1..T, times it on this machine, and names the one to use: the best val mIoU, or "
+                                   "a faster one within --tolerance of it. Test frames are never looked at.")
+    c.add_argument("--data", required=True, help="shard folder written by `kbh split` (needs a val split)")
+    c.add_argument("--out", required=True, help="folder: one run per model, compare.json")
+    c.add_argument("--models", default="unet-g,sru0,dru4", help="comma-separated candidates (default unet-g,sru0,dru4)")
+    c.add_argument("--steps", type=int, default=300, help="training steps per candidate (the same for all)")
+    c.add_argument("--batch", type=int, default=8)
+    c.add_argument("--lr", type=float, default=0.01)
+    c.add_argument("--crop", type=size_arg, metavar="HxW", help="train on random crops (large frames)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--workers", type=int, default=0)
+    c.add_argument("--iterations", type=int, default=5, help="score t = 1..T on val (default 5)")
+    c.add_argument("--tolerance", type=float, default=0.005,
+                   help="prefer a faster candidate within this much val mIoU of the best (default 0.005)")
+    c.set_defaults(func=_compare)
 
     p = sub.add_parser("predict", help="store a model's predictions in a workspace as pre-annotations",
                        description="Frames become `prelabeled` with a probability map and an uncertainty score; "
