@@ -23,6 +23,7 @@ from pathlib import Path
 
 from kbh.atomic_file import atomic_write_bytes
 
+BEFORE = ["--alpha", "0.4"]  # the recipe the study started from, where a variant does not set alpha itself
 VARIANTS = {
     "base": [],
     "stop-grad": ["--stop-mask-gradient"],
@@ -36,6 +37,8 @@ VARIANTS = {
     "stop-grad+alpha-1": ["--stop-mask-gradient", "--alpha", "1.0"],
     "random-n-5": ["--iterations", "5", "--random-iterations"],
     "random-n-5+stop-grad": ["--iterations", "5", "--random-iterations", "--stop-mask-gradient"],
+    "alpha-1+random-n-5": ["--alpha", "1.0", "--iterations", "5", "--random-iterations"],
+    "alpha-1+lr-x3": ["--alpha", "1.0", "lr*3"],
 }
 
 
@@ -55,6 +58,8 @@ def run_variant(a, name: str) -> dict:
             steps = int(steps * float(item[6:]))
         else:
             extra.append(item)
+    if "--alpha" not in extra:
+        extra = BEFORE + extra
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, 2 // a.jobs))}
     report = run / "eval_val.json"
     with open(run / "console.log", "a") as log:
@@ -81,7 +86,7 @@ def table(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * (t_max + 5)]
     for r in rows:
         m = r["val_miou"]
-        change = " ".join(r["changes"]) or "(the recipe before the study)"
+        change = " ".join(r["changes"]) or "(the recipe before the study: alpha 0.4, lr 0.01)"
         lines.append(f"| {r['variant']} | {change} | " + " | ".join(f"{v:.4f}" for v in m) +
                      f" | {m[min(2, len(m) - 1)] - m[0]:+.4f} | {1 + max(range(len(m)), key=m.__getitem__)} | "
                      f"{r['train_seconds']} |")

@@ -37,5 +37,5 @@ def test_iteration_study_table_reports_the_change_from_t1():
 
     rows = [{"variant": "base", "changes": [], "train_seconds": 10, "val_miou": [0.70, 0.72, 0.69, 0.68, 0.60]}]
     text = table(rows)
-    assert "| base | (the recipe before the study) | 0.7000 | 0.7200 | 0.6900 | 0.6800 | 0.6000 | -0.0100 | 2 | 10 |" in text
+    assert "| base | (the recipe before the study: alpha 0.4, lr 0.01) | 0.7000 | 0.7200 | 0.6900 | 0.6800 | 0.6000 | -0.0100 | 2 | 10 |" in text
     json.dumps(rows)

@@ -19,8 +19,11 @@ def size_arg(text: str) -> tuple[int, int]:
 
 
 def _train(args) -> int:
+    from .loss import DEFAULT_ALPHA
     from .train import train
 
+    if args.alpha is None and not args.resume:  # on --resume the run's own alpha is kept
+        args.alpha = DEFAULT_ALPHA
     return train(args)
 
 
@@ -84,7 +87,8 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--lr", type=float, default=0.01, help="initial learning rate (polynomial decay to 0)")
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--iterations", type=int, default=3, help="recurrent iterations N during training")
-    p.add_argument("--alpha", type=float, default=0.4, help="loss weight alpha^(N-t) of iteration t")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="loss weight alpha^(N-t) of iteration t (default 1: all equal; the paper's is 0.4)")
     p.add_argument("--random-iterations", action="store_true",
                    help="draw N from 1..--iterations at every step (the loss weights follow N), so every t is trained")
     p.add_argument("--stop-mask-gradient", action="store_true",
