@@ -155,7 +155,7 @@ def table(results: dict, t_max: int) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(results: dict, path: Path) -> None:
+def plot_curves(results: dict, path: Path, t_max: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,11 +170,16 @@ def plot_curves(results: dict, path: Path) -> None:
         if r["recurrent"]:
             axes[0].plot(steps, first, ls=":", color=line.get_color())
         final = r["test"]["per_iteration"]
-        axes[1].plot([x["iteration"] for x in final], [x["miou"] for x in final], marker="o", ms=3, label=name,
-                     color=line.get_color())
+        if r["recurrent"]:
+            axes[1].plot([x["iteration"] for x in final], [x["miou"] for x in final], marker="o", ms=3, label=name,
+                         color=line.get_color())
+        else:  # one output, whatever t: a flat line for comparison
+            axes[1].plot([1, t_max], [final[0]["miou"]] * 2, ls="--", label=f"{name} (not recurrent)",
+                         color=line.get_color())
     axes[0].set(xlabel="training step", ylabel="val mIoU (solid: last iteration, dotted: t=1)",
                 title="DRIVE: validation mIoU against steps")
-    axes[1].set(xlabel="iteration t", ylabel="test mIoU (whole image, 584x565)", title="DRIVE test: per iteration")
+    axes[1].set(xlabel="iteration t", ylabel="test mIoU (whole image, 584x565)", title="DRIVE test: per iteration",
+                xticks=list(range(1, t_max + 1)))
     for name, p in PAPER.items():
         if name in results:
             axes[1].axhline(p[0], ls="--", lw=0.6, color="grey")
@@ -244,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_bytes(out / "drive.json", (json.dumps({"setup": setup, "results": results}, indent=1) + "\n").encode())
     text = table(results, a.eval_iterations)
     atomic_write_bytes(out / "drive.md", (text + "\n").encode())
-    plot_curves(results, out / "drive_curves.png")
+    plot_curves(results, out / "drive_curves.png", a.eval_iterations)
     print(text)
     print(f"wrote {out / 'drive.json'}, {out / 'drive.md'}, {out / 'drive_curves.png'}")
     return 0
