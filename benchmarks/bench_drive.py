@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from kbh.atomic_file import atomic_path, atomic_write_bytes
+
+from .fresh_process import run_kbh as kbh
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "drive"
@@ -61,13 +62,6 @@ def drive_manifest() -> dict:
                        extra={"source_note": "import with `kbh import WS DRIVE --layout drive`"})
     m["created"] = None  # a fixed protocol: byte-stable file
     return m
-
-
-def kbh(*args: str, env=None, log=None) -> None:
-    """One `kbh` command in a child process (runs go in parallel, each with its own thread count)."""
-    print("+ kbh " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "kbh.cli", *args], check=True, env=env, stdout=log,
-                   stderr=subprocess.STDOUT if log else None)
 
 
 def fov_masks(data: Path, persons: list[str]) -> dict[str, np.ndarray]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 
 
@@ -22,3 +24,12 @@ def run_fresh(fn, *args, env: dict[str, str] | None = None, timeout: float | Non
             return pool.submit(_call_with_env, dict(env or {}), fn, args).result(timeout=timeout)
         except Exception as e:  # noqa: BLE001 - one line naming what failed
             raise RuntimeError(f"{what} failed: {type(e).__name__}: {e}") from None
+
+
+def run_kbh(*args: str, env: dict | None = None, log=None, echo: bool = True) -> None:
+    """One `kbh` command in a child process (so several runs can share the cores, each with its own thread
+    count): output to `log` (a file) or the console; a failure raises CalledProcessError."""
+    if echo:
+        print("+ kbh " + " ".join(args), flush=True)
+    subprocess.run([sys.executable, "-m", "kbh.cli", *args], check=True, env=env, stdout=log,
+                   stderr=subprocess.STDOUT if log else None)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,16 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .fresh_process import run_kbh as kbh
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hgr1"
 MODELS = ("unet-g", "rec-simple", "sru0", "dru4")
 METRICS = ("mean_recall", "mean_precision", "mean_f1", "bep")
-
-
-def kbh(*args: str, env=None, log=None) -> None:
-    cmd = [sys.executable, "-m", "kbh.cli", *args]
-    print("+ kbh " + " ".join(args), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT if log else None)
 
 
 def train_and_eval(a, model: str, seed: int, shards: Path, out: Path) -> dict:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kbh.atomic_file import atomic_write_bytes
+
+from .fresh_process import run_kbh
 
 BEFORE = ["--alpha", "0.4"]  # the recipe the study started from, where a variant does not set alpha itself
 VARIANTS = {
@@ -40,11 +41,6 @@ VARIANTS = {
     "alpha-1+random-n-5": ["--alpha", "1.0", "--iterations", "5", "--random-iterations"],
     "alpha-1+lr-x3": ["--alpha", "1.0", "lr*3"],
 }
-
-
-def _kbh(args: list[str], env: dict, log) -> None:
-    subprocess.run([sys.executable, "-m", "kbh.cli", *args], check=True, env=env, stdout=log,
-                   stderr=subprocess.STDOUT)
 
 
 def run_variant(a, name: str) -> dict:
@@ -67,13 +63,14 @@ def run_variant(a, name: str) -> dict:
             print(f"+ {name}: kbh train --model {a.model} {' '.join(extra)} (lr {lr:g}, {steps} steps)", flush=True)
             t0 = time.time()
             resume = ["--resume"] if (run / "last.pt").exists() else []
-            _kbh(["train", "--model", a.model, "--data", str(a.data), "--out", str(run), "--steps", str(steps),
+            run_kbh("train", "--model", a.model, "--data", str(a.data), "--out", str(run), "--steps", str(steps),
                   "--batch", str(a.batch), "--lr", str(lr), "--seed", str(a.seed), "--workers", "0",
-                  "--eval-every", str(steps), *(["--crop", a.crop] if a.crop else []), *extra, *resume], env, log)
+                  "--eval-every", str(steps), *(["--crop", a.crop] if a.crop else []), *extra, *resume,
+                    env=env, log=log, echo=False)
             (run / "train_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
         if not report.exists():
-            _kbh(["eval", "--checkpoint", str(run / "last.pt"), "--data", str(a.data), "--split", "val",
-                  "--iterations", str(a.eval_iterations), "--json", str(report)], env, log)
+            run_kbh("eval", "--checkpoint", str(run / "last.pt"), "--data", str(a.data), "--split", "val",
+                    "--iterations", str(a.eval_iterations), "--json", str(report), env=env, log=log, echo=False)
     per_t = json.loads(report.read_text())["per_iteration"]
     return {"variant": name, "changes": VARIANTS[name], "lr": lr, "steps": steps,
             "train_seconds": int((run / "train_seconds.txt").read_text()),
