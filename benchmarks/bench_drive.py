@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import numpy as np
 from kbh.atomic_file import atomic_path, atomic_write_bytes
 
 from .fresh_process import run_kbh as kbh
+from .fresh_process import train_once
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "drive"
@@ -117,20 +117,17 @@ def val_curve(run: Path) -> list[dict]:
     return rows
 
 
-def train_one(a, model: str, shards: Path, out: Path) -> Path:
+def train_one(a, model: str, shards: Path, out: Path) -> tuple[Path, int]:
+    """The model's run folder and its training wall seconds (a finished run is reused)."""
     run = out / model
     run.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, 2 // a.jobs))}
-    if not (run / "train_seconds.txt").exists():
-        t0 = time.time()
-        resume = ["--resume"] if (run / "last.pt").exists() else []
-        with open(run / "console.log", "a") as log:
-            kbh("train", "--model", model, "--data", str(shards), "--out", str(run), "--steps", str(a.steps),
-                "--crop", a.crop, "--batch", str(a.batch), "--lr", str(a.lr), "--iterations", str(a.iterations),
-                "--alpha", str(a.alpha), "--seed", str(a.seed), "--workers", "0", "--eval-every",
-                str(a.eval_every), *a.train_extra, *resume, env=env, log=log)
-        (run / "train_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
-    return run
+    with open(run / "console.log", "a") as log:
+        seconds = train_once(run, "--model", model, "--data", str(shards), "--steps", str(a.steps), "--crop",
+                             a.crop, "--batch", str(a.batch), "--lr", str(a.lr), "--iterations", str(a.iterations),
+                             "--alpha", str(a.alpha), "--seed", str(a.seed), "--workers", "0", "--eval-every",
+                             str(a.eval_every), *a.train_extra, env=env, log=log)
+    return run, seconds
 
 
 def fmt(v) -> str:
@@ -230,10 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads((shards / "manifest.json").read_text())
     fov = fov_masks(a.data, manifest["splits"]["test"]["persons"])
     results = {}
-    for name, run in runs.items():
+    for name, (run, seconds) in runs.items():
         net = build_model(name)
         results[name] = {"parameters": count_parameters(net), "recurrent": net.recurrent,
-                         "train_seconds": int((run / "train_seconds.txt").read_text()),
+                         "train_seconds": seconds,
                          "val_curve": val_curve(run),
                          "test": score_checkpoint(run / "best.pt", shards, fov, a.eval_iterations)}
         best = results[name]["test"]["per_iteration"]

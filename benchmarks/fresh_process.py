@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 
@@ -33,3 +34,18 @@ def run_kbh(*args: str, env: dict | None = None, log=None, echo: bool = True) ->
         print("+ kbh " + " ".join(args), flush=True)
     subprocess.run([sys.executable, "-m", "kbh.cli", *args], check=True, env=env, stdout=log,
                    stderr=subprocess.STDOUT if log else None)
+
+
+def train_once(run, *train_args: str, env: dict | None = None, log=None, echo: bool = True) -> int:
+    """`kbh train --out RUN ARGS` unless RUN already finished: an interrupted run (last.pt, no
+    train_seconds.txt) resumes. Records and returns the wall seconds the training took."""
+    from pathlib import Path
+
+    run = Path(run)
+    done = run / "train_seconds.txt"
+    if not done.exists():
+        t0 = time.time()
+        resume = ["--resume"] if (run / "last.pt").exists() else []
+        run_kbh("train", "--out", str(run), *train_args, *resume, env=env, log=log, echo=echo)
+        done.write_text(f"{time.time() - t0:.0f}\n")
+    return int(done.read_text())

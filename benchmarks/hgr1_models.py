@@ -16,13 +16,13 @@ import argparse
 import json
 import os
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from .fresh_process import run_kbh as kbh
+from .fresh_process import train_once
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hgr1"
@@ -37,18 +37,14 @@ def train_and_eval(a, model: str, seed: int, shards: Path, out: Path) -> dict:
     # One thread per run when several run at once, so they do not oversubscribe the cores.
     env = {**os.environ, "OMP_NUM_THREADS": "1"} if a.jobs > 1 else None
     with open(run / "console.log", "a") as log:
-        if not (run / "train_seconds.txt").exists():
-            t0 = time.time()
-            resume = ["--resume"] if (run / "last.pt").exists() else []
-            kbh("train", "--model", model, "--data", str(shards), "--out", str(run), "--steps", str(a.steps),
-                "--batch", str(a.batch), "--lr", str(a.lr), "--seed", str(seed), "--workers", str(a.workers),
-                *a.train_extra.split(), "--eval-every", str(max(1, a.steps // 4)), *resume, env=env, log=log)
-            (run / "train_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
+        seconds = train_once(run, "--model", model, "--data", str(shards), "--steps", str(a.steps), "--batch",
+                             str(a.batch), "--lr", str(a.lr), "--seed", str(seed), "--workers", str(a.workers),
+                             *a.train_extra.split(), "--eval-every", str(max(1, a.steps // 4)), env=env, log=log)
         report = run / "eval_test.json"
         kbh("eval", "--checkpoint", str(run / "best.pt"), "--data", str(shards), "--split", "test", "--iterations",
             str(a.eval_iterations), "--json", str(report), "--samples", str(run / "samples_test.png"), env=env, log=log)
     r = json.loads(report.read_text())
-    r["train_seconds"] = int((run / "train_seconds.txt").read_text())
+    r["train_seconds"] = seconds
     return r
 
 

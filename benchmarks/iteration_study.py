@@ -16,13 +16,12 @@ import argparse
 import json
 import os
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kbh.atomic_file import atomic_write_bytes
 
-from .fresh_process import run_kbh
+from .fresh_process import run_kbh, train_once
 
 BEFORE = ["--alpha", "0.4"]  # the recipe the study started from, where a variant does not set alpha itself
 VARIANTS = {
@@ -61,19 +60,16 @@ def run_variant(a, name: str) -> dict:
     with open(run / "console.log", "a") as log:
         if not (run / "train_seconds.txt").exists():
             print(f"+ {name}: kbh train --model {a.model} {' '.join(extra)} (lr {lr:g}, {steps} steps)", flush=True)
-            t0 = time.time()
-            resume = ["--resume"] if (run / "last.pt").exists() else []
-            run_kbh("train", "--model", a.model, "--data", str(a.data), "--out", str(run), "--steps", str(steps),
-                  "--batch", str(a.batch), "--lr", str(lr), "--seed", str(a.seed), "--workers", "0",
-                  "--eval-every", str(steps), *(["--crop", a.crop] if a.crop else []), *extra, *resume,
-                    env=env, log=log, echo=False)
-            (run / "train_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
+        seconds = train_once(run, "--model", a.model, "--data", str(a.data), "--steps", str(steps), "--batch",
+                             str(a.batch), "--lr", str(lr), "--seed", str(a.seed), "--workers", "0", "--eval-every",
+                             str(steps), *(["--crop", a.crop] if a.crop else []), *extra, env=env, log=log,
+                             echo=False)
         if not report.exists():
             run_kbh("eval", "--checkpoint", str(run / "last.pt"), "--data", str(a.data), "--split", "val",
                     "--iterations", str(a.eval_iterations), "--json", str(report), env=env, log=log, echo=False)
     per_t = json.loads(report.read_text())["per_iteration"]
     return {"variant": name, "changes": VARIANTS[name], "lr": lr, "steps": steps,
-            "train_seconds": int((run / "train_seconds.txt").read_text()),
+            "train_seconds": seconds,
             "val_miou": [r["miou"] for r in per_t]}
 
 
