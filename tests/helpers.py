@@ -63,3 +63,17 @@ def mounted_tmpfs(path: Path, size: str):
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def flip_byte_in_chunk(path, dataset: str = "images", index: int = 0, at: int | None = None) -> None:
+    """Corrupt one stored byte of an HDF5 dataset's chunk `index` in place: the byte `at` bytes into the chunk
+    (default: its middle), XOR 0xFF."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        info = f[dataset].id.get_chunk_info(index)
+    with open(path, "r+b") as fh:
+        fh.seek(info.byte_offset + (info.size // 2 if at is None else at))
+        b = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([b[0] ^ 0xFF]))

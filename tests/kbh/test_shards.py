@@ -14,6 +14,7 @@ from kbh.manifest import read_manifest, write_manifest
 from kbh.shards import (ShardReader, ShardWriter, list_shards, parse_compression, parse_size, read_attrs,
                         resize_pair, verify)
 from kbh.workspace import Workspace
+from tests.helpers import flip_byte_in_chunk
 
 
 def make_ws(root, persons=4, seqs=2, frames=3, hw=(24, 32), seed=0):
@@ -150,19 +151,9 @@ def test_split_shards_content(split_dir, tmp_path):
     assert verify(split_dir).ok
 
 
-def _flip_byte_in_chunk(path, dataset="images", index=0):
-    with h5py.File(path, "r") as f:
-        info = f[dataset].id.get_chunk_info(index)
-    with open(path, "r+b") as fh:
-        fh.seek(info.byte_offset + info.size // 2)
-        b = fh.read(1)
-        fh.seek(-1, 1)
-        fh.write(bytes([b[0] ^ 0xFF]))
-
-
 def test_verify_changed_byte(split_dir, tmp_path):
     d = copy_split(split_dir, tmp_path)
-    _flip_byte_in_chunk(d / "test-00000.h5", "images", 1)
+    flip_byte_in_chunk(d / "test-00000.h5", "images", 1)
     rep = verify(d)
     assert not rep.ok
     text = "\n".join(rep.problems)

@@ -17,7 +17,7 @@ from kbh.shards import ShardReader, ShardWriter, verify
 from kbh.atomic_folder import lock_path, writer_lock
 from kbh.split_folder import open_split_folder
 from kbh.workspace import Workspace
-from tests.helpers import make_ws, mounted_tmpfs
+from tests.helpers import flip_byte_in_chunk, make_ws, mounted_tmpfs
 
 LAYOUT = {f"p{i}": {f"s{i}": 3} for i in range(5)}
 
@@ -261,11 +261,8 @@ def test_train_and_eval_refuse_what_verify_refuses(split_copy, tmp_path, capsys)
 def test_a_corrupt_chunk_stops_training_with_file_and_frame(split_copy, tmp_path, capsys):
     path = split_copy / "train-00000.h5"
     with h5py.File(path, "r") as f:
-        offset = f["images"].id.get_chunk_info(0).byte_offset
         frame = f["frame_id"].asstr()[0]
-    data = bytearray(path.read_bytes())
-    data[offset + 5] ^= 0xFF
-    path.write_bytes(bytes(data))
+    flip_byte_in_chunk(path, "images", 0, at=5)
     rc, _, err = run(capsys, "train", "--model", "unet-g", "--steps", "3", "--batch", "6", "--workers", "1",
                      "--data", split_copy, "--out", tmp_path / "run")
     last = err.strip().splitlines()[-1]
@@ -276,11 +273,8 @@ def test_a_corrupt_chunk_stops_training_with_file_and_frame(split_copy, tmp_path
 def test_corrupt_chunk_names_file_and_frame(split_copy):
     path = split_copy / "test-00000.h5"
     with h5py.File(path, "r") as f:
-        offset = f["images"].id.get_chunk_info(1).byte_offset
         frame = f["frame_id"].asstr()[1]
-    data = bytearray(path.read_bytes())
-    data[offset + 3] ^= 0xFF
-    path.write_bytes(bytes(data))
+    flip_byte_in_chunk(path, "images", 1, at=3)
     reader = ShardReader([path])
     reader[0]
     with pytest.raises(KbhError, match=f"test-00000.h5: frame {frame} \\(#1\\) cannot be read .*kbh verify"):
