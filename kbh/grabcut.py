@@ -15,7 +15,8 @@ a box around itself. Each update:
    more than the stroke; why edge-aware: without the edges, a first stroke on a hand in front of a skin-coloured
    wall or sleeve claimed them too.
 3. Coarse: the GrabCut iterations (learn the colour models, cut) over the whole frame subsampled to about
-   `coarse_pixels`. Global and cheap. Optionally (`connected`, off by default) hand regions not connected to
+   `coarse_pixels`. Global and cheap. The colour models and the contrast term work in CIE Lab, where skin and
+   a beige or brown surround differ in chroma more than in RGB distance (tuning persons: NoC@90 1.94 vs 2.02). Optionally (`connected`, off by default) hand regions not connected to
    a hand stroke are dropped; it made no difference on the tuning persons, and KBH frames show two hands.
 4. Fine: one cut at working resolution with the colour models frozen, open only in a band along the coarse
    boundary (the rest pinned to the coarse result), so the boundary follows the image at full detail. The band
@@ -38,6 +39,7 @@ import numpy as np
 from .strokes import BACKGROUND, FOREGROUND, Stroke, draw_stroke, hard_labels
 
 _MODEL_SIZE = 65  # OpenCV GMM: 5 weights + 5x3 means + 5x9 covariances
+COLOUR_SPACES = ("lab", "rgb")
 _MIN_SAMPLES = 10  # fewer pixels of a class than this cannot seed a 5-component GMM reliably
 
 
@@ -55,7 +57,8 @@ class GrabCutSession:
     on the coarse level. coarse_pixels: size of the coarse image. grow: squared Lab Mahalanobis distance of
     the starting region (0: off). edge: a pixel whose Lab gradient magnitude exceeds this stops the starting
     region (0: no edge stop). connected: drop hand regions not connected to a hand stroke (no prior only).
-    fine_band: half-width in coarse pixels of the band the fine cut re-decides. cache_size: stroke lists whose
+    fine_band: half-width in coarse pixels of the band the fine cut re-decides. colour_space: what GrabCut's
+    colour models and contrast term see, "lab" (default) or "rgb". cache_size: stroke lists whose
     results are kept for undo/redo.
     """
 
@@ -79,12 +82,15 @@ class GrabCutSession:
         edge: float = 10.0,
         connected: bool = False,
         fine_band: int = 2,
+        colour_space: str = "lab",
     ):
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
+        if colour_space not in COLOUR_SPACES:
+            raise ValueError(f"colour_space must be one of {', '.join(COLOUR_SPACES)}, got {colour_space!r}")
         if max_side < 16:
             raise ValueError(f"max_side must be >= 16, got {max_side}")
         if not 0.0 <= prior_low <= 0.5 <= prior_high <= 1.0:
@@ -112,6 +118,11 @@ class GrabCutSession:
         self._stride = max(1, int(np.ceil(np.sqrt(h * w / coarse_pixels))))
         s = self._stride
         self._coarse = np.ascontiguousarray(self._work[::s, ::s]) if s > 1 else self._work
+        # What GrabCut's colour models and contrast term see (the start always works in Lab).
+        self.colour_space = colour_space
+        convert = (lambda a: cv2.cvtColor(a, cv2.COLOR_RGB2LAB)) if colour_space == "lab" else (lambda a: a)
+        self._gc_work = convert(self._work)
+        self._gc_coarse = self._gc_work[::s, ::s].copy() if s > 1 else self._gc_work
         self._coarse_lab: np.ndarray | None = None  # Lab image and its edge map, computed on first need
         self._coarse_edges: np.ndarray | None = None
         self._cache_size = cache_size
@@ -239,7 +250,8 @@ class GrabCutSession:
         bgd = np.zeros((1, _MODEL_SIZE), np.float64)
         fgd = np.zeros((1, _MODEL_SIZE), np.float64)
         cv2.setRNGSeed(self.seed)
-        cv2.grabCut(c_img, c_lab, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
+        gc_img = self._gc_coarse if c_img is self._coarse else self._gc_work
+        cv2.grabCut(gc_img, c_lab, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
         if self.connected and not self._has_prior:
             self._keep_connected(c_lab)
         if S == 1:
@@ -264,7 +276,7 @@ class GrabCutSession:
         crop = labels[y0:y1, x0:x1].copy()
         inside = decide[y0:y1, x0:x1]
         crop[~inside] &= 1  # pin: PR_BGD -> BGD, PR_FGD -> FGD
-        img = np.ascontiguousarray(self._work[y0:y1, x0:x1])
+        img = np.ascontiguousarray(self._gc_work[y0:y1, x0:x1])
         if np.count_nonzero(crop & 1) and np.count_nonzero((crop & 1) == 0):
             cv2.grabCut(img, crop, None, bgd, fgd, 1, cv2.GC_EVAL_FREEZE_MODEL)
         labels[open_] &= 1

@@ -97,6 +97,9 @@ def register(sub, bench_sub) -> None:
                    help="a constructor argument of the model, e.g. init=zeros (repeatable; see docs/training.md)")
     p.add_argument("--crop", type=size_arg, metavar="HxW",
                    help="train on random crops of this size (large frames, e.g. DRIVE); validation sees whole frames")
+    p.add_argument("--paste", type=float, default=0.0, metavar="P",
+                   help="with probability P paste a sample's hand on another training frame's background, its "
+                        "own hand inpainted away, with the skin tone scaled (few persons, more backgrounds)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes per training process")
     p.add_argument("--eval-every", type=int, default=0, help="validate every K steps (always at the end)")

@@ -70,6 +70,25 @@ def random_crop(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]):
             np.ascontiguousarray(mask[top:top + size[0], left:left + size[1]]))
 
 
+def paste_on_background(image: np.ndarray, mask: np.ndarray, background: np.ndarray, background_mask: np.ndarray,
+                        tone: float, background_tone: float = 1.0) -> np.ndarray:
+    """The hand of (image, mask) on another frame's background (copy-paste augmentation, Ghiasi et al. 2021).
+
+    The background frame's own hand is inpainted away first (Telea), so the composite shows one hand and its mask
+    stays `mask`; the pasted hand's brightness is scaled by `tone` (0.35..1.15 in training: darker and lighter
+    skin than the few persons a workspace starts with), and its edge is feathered by one pixel so the boundary is
+    not an artificial step; the background's brightness is scaled by `background_tone`. All uint8 (H, W, 3) / {0,1} (H, W) of one size."""
+    bg = background
+    if background_mask.any():
+        hole = cv2.dilate(background_mask.astype(np.uint8), np.ones((3, 3), np.uint8))
+        bg = cv2.inpaint(np.ascontiguousarray(background), hole, 3, cv2.INPAINT_TELEA)
+    hand = np.clip(image.astype(np.float32) * tone, 0, 255)
+    bg = np.clip(bg.astype(np.float32) * background_tone, 0, 255)
+    alpha = cv2.GaussianBlur(mask.astype(np.float32), (3, 3), 0)[..., None]
+    alpha = np.maximum(alpha, mask[..., None].astype(np.float32))  # the labelled hand stays fully the hand
+    return (hand * alpha + bg.astype(np.float32) * (1 - alpha) + 0.5).astype(np.uint8)
+
+
 def normalize(image: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
     """uint8 (H, W, 3) RGB -> float32 (3, H, W), (x/255 - mean) / std."""
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
@@ -89,8 +108,9 @@ class ShardDataset(Dataset):
 
     def __init__(self, data_dir: str | Path, split: str, augment: bool = False, mean=IMAGENET_MEAN,
                  std=IMAGENET_STD, max_angle: float = 10.0, flip_p: float = 0.5,
-                 crop: tuple[int, int] | None = None):
+                 crop: tuple[int, int] | None = None, paste: float = 0.0):
         self.reader = open_split(data_dir, split)
+        self.paste = float(paste)
         self.split = split
         self.augment = augment
         self.mean, self.std = tuple(mean), tuple(std)
@@ -112,15 +132,27 @@ class ShardDataset(Dataset):
         """The stored record: uint8 image and {0,1} mask, plus ids."""
         return self.reader[i]
 
-    def __getitem__(self, i: int) -> dict:
+    def _augmented(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         rec = self.reader[i]
-        image, mask = rec["image"], rec["mask"]
+        angle = (torch.rand(()).item() * 2 - 1) * self.max_angle
+        flip = torch.rand(()).item() < self.flip_p
+        image, mask = random_rotate_flip(rec["image"], rec["mask"], angle, flip)
+        if self.crop:
+            image, mask = random_crop(image, mask, self.crop)
+        return image, mask
+
+    def __getitem__(self, i: int) -> dict:
         if self.augment:
-            angle = (torch.rand(()).item() * 2 - 1) * self.max_angle
-            flip = torch.rand(()).item() < self.flip_p
-            image, mask = random_rotate_flip(image, mask, angle, flip)
-            if self.crop:
-                image, mask = random_crop(image, mask, self.crop)
+            image, mask = self._augmented(i)
+            if self.paste > 0 and len(self) > 1 and torch.rand(()).item() < self.paste:
+                j = (i + 1 + int(torch.randint(0, len(self) - 1, ()).item())) % len(self)  # any other frame
+                bg, bg_mask = self._augmented(j)
+                tone = 0.35 + 0.8 * torch.rand(()).item()
+                bg_tone = 0.5 * 4.0 ** torch.rand(()).item()  # 0.5 .. 2, as often darker as brighter
+                image = paste_on_background(image, mask, bg, bg_mask, tone, bg_tone)
+        else:
+            rec = self.reader[i]
+            image, mask = rec["image"], rec["mask"]
         return {"image": normalize(image, self.mean, self.std),
                 "mask": torch.from_numpy(np.ascontiguousarray(mask)).long(), "index": i}
 

@@ -249,6 +249,8 @@ def check_args(args, run: Path, master: bool = True) -> dict | None:
     for name in ("steps", "epochs", "batch", "iterations", "save_every", "log_every", "val_strokes"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise KbhError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+    if not 0.0 <= (getattr(args, "paste", 0.0) or 0.0) <= 1.0:
+        raise KbhError(f"--paste {args.paste}: must be a probability in [0, 1]")
     if not (args.lr > 0 and math.isfinite(args.lr)):
         raise KbhError(f"--lr {args.lr}: must be a positive number")
     return ckpt
@@ -260,7 +262,7 @@ def build_context(args, ckpt: dict | None, run: Path, rank: int, world: int, dev
     # -- data
     mean, std = (ckpt["normalization"]["mean"], ckpt["normalization"]["std"]) if ckpt else (IMAGENET_MEAN, IMAGENET_STD)
     train_set = ShardDataset(args.data, "train", augment=True, mean=mean, std=std,
-                             crop=getattr(args, "crop", None))
+                             crop=getattr(args, "crop", None), paste=getattr(args, "paste", 0.0) or 0.0)
     val_set = ShardDataset(args.data, "val", mean=mean, std=std) if has_split(args.data, "val") else None
     if ckpt and ckpt.get("manifest_id") and ckpt["manifest_id"] != train_set.manifest_id:
         raise KbhError(f"{args.data}: shards of manifest {train_set.manifest_id}, but the run was trained on "

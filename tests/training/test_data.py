@@ -4,7 +4,8 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from kbh.errors import KbhError
-from training.data import (IMAGENET_MEAN, IMAGENET_STD, ShardDataset, SkipSampler, normalize, random_rotate_flip,
+from training.data import (IMAGENET_MEAN, IMAGENET_STD, ShardDataset, SkipSampler, normalize, paste_on_background,
+                           random_rotate_flip,
                            rank_indices, steps_per_epoch)
 from tests.training.helpers import make_shards, manifest_id_of
 
@@ -107,3 +108,36 @@ def test_random_crop_is_one_window_of_both(shards):
     assert a["image"].shape == (3, h // 2, w // 2) and torch.equal(a["mask"], b["mask"])
     with pytest.raises(KbhError, match="larger than the frames"):
         ShardDataset(shards, "train", augment=True, crop=(h + 1, w))
+
+
+def test_paste_puts_the_hand_on_the_other_frames_background_without_its_hand():
+    h, w = 40, 60
+    mask = np.zeros((h, w), np.uint8)
+    mask[10:30, 5:25] = 1
+    image = np.full((h, w, 3), 200, np.uint8)  # hand 200, its own background 200 too: only the mask tells
+    background = np.full((h, w, 3), 40, np.uint8)
+    bg_mask = np.zeros((h, w), np.uint8)
+    bg_mask[5:35, 40:55] = 1
+    background[bg_mask == 1] = (230, 180, 150)  # the other frame's own hand
+    out = paste_on_background(image, mask, background, bg_mask, tone=0.5, background_tone=2.0)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert np.all(out[mask == 1] == 100)  # the hand, its brightness scaled by tone (200 * 0.5)
+    far = np.ones((h, w), bool)
+    far[8:32, 3:27] = False  # away from the pasted hand's feathered edge
+    far[4:36, 39:56] = False  # and from the other frame's hand, inpainted with a one-pixel margin
+    assert np.all(out[far] == 80)  # the background, scaled by background_tone (40 * 2)
+    # the other frame's hand is inpainted from its surroundings: no trace of its colour is left
+    assert np.abs(out[bg_mask == 1].astype(int) - 80).max() <= 6
+
+
+def test_paste_keeps_masks_and_is_reproducible_from_seed(shards):
+    plain, pasted = ShardDataset(shards, "train", augment=True), ShardDataset(shards, "train", augment=True, paste=1.0)
+    torch.manual_seed(5)
+    a = pasted[1]
+    torch.manual_seed(5)
+    b = pasted[1]
+    torch.manual_seed(5)
+    c = plain[1]
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+    assert torch.equal(a["mask"], c["mask"])  # the sample's own (augmented) mask: only the pixels around it change
+    assert not torch.equal(a["image"], c["image"])
