@@ -118,6 +118,8 @@ def register(sub, bench_sub) -> None:
     i.add_argument("--rounds", type=int, default=3, help="at most this many correction rounds per batch (0..R)")
     i.add_argument("--colour-shuffle", type=float, default=0.5,
                    help="probability of permuting a sample's RGB channels (so strokes, not skin colour, decide)")
+    i.add_argument("--colour-invert", type=float, default=0.0,
+                   help="probability of inverting some of a sample's RGB channels (so brightness does not decide)")
     i.add_argument("--val-strokes", type=int, default=10, help="strokes per validation frame (centre protocol)")
     p.set_defaults(func=_train)
 

@@ -184,6 +184,26 @@ def shuffle_colours(image: torch.Tensor, rng: np.random.Generator, p: float) -> 
     return out
 
 
+def invert_colours(image: torch.Tensor, rng: np.random.Generator, p: float, mean, std) -> torch.Tensor:
+    """With probability p per sample, invert some of its RGB channels (each with probability 1/2, at least one;
+    v -> 1 - v before normalisation): a dark hand on a light shirt then looks like a light hand on a dark one,
+    so brightness alone cannot tell the hand either (--colour-invert)."""
+    if p <= 0:
+        return image
+    out = image.clone()
+    mean_t = torch.as_tensor(mean, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    std_t = torch.as_tensor(std, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    for i in range(image.shape[0]):
+        if rng.random() < p:
+            flip = rng.random(3) < 0.5
+            if not flip.any():
+                flip[rng.integers(3)] = True
+            c = torch.from_numpy(np.nonzero(flip)[0])
+            # (1 - v - m) / s = (1 - 2m) / s - (v - m) / s
+            out[i, c] = (1 - 2 * mean_t[c]) / std_t[c] - image[i, c]
+    return out
+
+
 def encode_batch(strokes: list[list[Stroke]], shape: tuple[int, int], encoding: str, distance: float,
                  device=None) -> torch.Tensor:
     """(B, 2, H, W) encodings of one stroke list per sample."""

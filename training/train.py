@@ -40,7 +40,8 @@ from . import plots
 from .checkpoint import load_checkpoint, plain_args, save_checkpoint, state_dict_digest
 from .data import IMAGENET_MEAN, IMAGENET_STD, ShardDataset, SkipSampler, has_split, steps_per_epoch
 from .evaluate import score_dataset
-from .interactive import EXTRA_CHANNELS, model_input, score_interactive, shuffle_colours, simulate_rounds
+from .interactive import (EXTRA_CHANNELS, invert_colours, model_input, score_interactive, shuffle_colours,
+                          simulate_rounds)
 from .loss import recurrent_loss
 from .metrics import REPORTED
 
@@ -158,6 +159,8 @@ def train_step(ctx: Context, batch: dict, step: int) -> tuple[float, list[float]
         rng = np.random.default_rng([args.seed, step, ctx.rank])
         rounds = int(rng.integers(0, args.rounds + 1))
         x = shuffle_colours(x, rng, args.colour_shuffle)
+        norm = ctx.checkpoint_extra["normalization"]
+        x = invert_colours(x, rng, getattr(args, "colour_invert", 0.0) or 0.0, norm["mean"], norm["std"])
         prev, enc = simulate_rounds(model, x, y, rng, rounds, args.stroke_radius, args.encoding, args.stroke_distance)
         x = model_input(x, prev, enc).contiguous(memory_format=torch.channels_last)
         s0 = prev if model.seedable else None

@@ -12,7 +12,8 @@ from kbh.simulated_annotator import next_stroke, simulate
 from kbh.strokes import BACKGROUND, FOREGROUND, Stroke, hard_labels
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.data import ShardDataset
-from training.interactive import encode_strokes, initial_strokes, scale_stroke
+from training.data import IMAGENET_MEAN, IMAGENET_STD, normalize
+from training.interactive import encode_strokes, initial_strokes, invert_colours, scale_stroke
 from training.interactive_engine import make_factory, make_hybrid_factory
 from tests.training.helpers import make_shards
 
@@ -56,6 +57,26 @@ def test_disk_and_distance_encodings_by_hand():
     assert not bg[0].any() and bg[1, 2, 2:9].all() and bg[1, 1, 5] == 1 and bg[1, 4, 5] == 0
     with pytest.raises(ValueError):
         encode_strokes([dot], (11, 11), "gaussian")
+
+
+def test_invert_colours_inverts_channels_before_normalisation():
+    rgb = np.array([[[0, 51, 255], [102, 204, 153]]], np.uint8)  # (1, 2, 3)
+    x = normalize(rgb)[None]
+    out = invert_colours(x, np.random.default_rng(0), 1.0, IMAGENET_MEAN, IMAGENET_STD)
+    flipped = [c for c in range(3) if not torch.allclose(out[0, c], x[0, c])]
+    assert flipped  # p = 1: at least one channel of the sample is inverted
+    want = normalize(255 - rgb)[None]
+    for c in range(3):
+        assert torch.allclose(out[0, c], want[0, c] if c in flipped else x[0, c], atol=1e-5)
+    assert torch.equal(invert_colours(x, np.random.default_rng(0), 0.0, IMAGENET_MEAN, IMAGENET_STD), x)
+    seen = set()  # over many draws every channel gets inverted sometimes, and never none when drawn
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        o = invert_colours(x, rng, 1.0, IMAGENET_MEAN, IMAGENET_STD)
+        f = tuple(c for c in range(3) if not torch.allclose(o[0, c], x[0, c]))
+        assert f
+        seen.update(f)
+    assert seen == {0, 1, 2}
 
 
 def test_scale_stroke_and_initial_strokes_are_correct_labels():
