@@ -252,8 +252,10 @@ def check_args(args, run: Path, master: bool = True) -> dict | None:
     for name in ("steps", "epochs", "batch", "iterations", "save_every", "log_every", "val_strokes"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise KbhError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
-    if not 0.0 <= (getattr(args, "paste", 0.0) or 0.0) <= 1.0:
-        raise KbhError(f"--paste {args.paste}: must be a probability in [0, 1]")
+    for name in ("paste", "colour_shuffle", "colour_invert"):  # probabilities (the last two: --interactive only)
+        value = getattr(args, name, 0.0) or 0.0
+        if not 0.0 <= value <= 1.0:
+            raise KbhError(f"--{name.replace('_', '-')} {value}: must be a probability in [0, 1]")
     if not (args.lr > 0 and math.isfinite(args.lr)):
         raise KbhError(f"--lr {args.lr}: must be a positive number")
     return ckpt

@@ -78,6 +78,13 @@ def test_bad_inputs_are_one_line_errors(shards, tmp_path, capsys):
     assert kbh_main(train_args(shards, tmp_path / "b", "--steps", "1", "--resume")) == 2
     assert "no such checkpoint" in capsys.readouterr().err
     assert kbh_main(train_args(tmp_path / "nodata", tmp_path / "c", "--steps", "1")) == 2
+    assert "no such shard folder" in capsys.readouterr().err
+    for flag in ("--paste", "--colour-shuffle", "--colour-invert"):
+        run = tmp_path / flag.strip("-")
+        assert kbh_main(train_args(shards, run, "--steps", "1", flag, "1.5")) == 2
+        err = capsys.readouterr().err
+        assert f"{flag} 1.5: must be a probability in [0, 1]" in err and len(err.strip().splitlines()) == 1
+        assert not (run / "last.pt").exists()
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(shards, tmp_path):
